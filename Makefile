@@ -1,0 +1,61 @@
+# qgactl: `make test` and `make demo` work on a fresh Debian 12 machine as root.
+# They install what they need (apt packages, a venv, the project) before doing anything.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+QGACTL := $(VENV)/bin/qgactl
+DEMO_DOMAIN ?= qgactl-demo
+
+.PHONY: deps venv test test-fast lint demo demo-stop bench completions install-completions clean
+
+# Debian packages: qemu, qemu-ga, libvirtd, the kernel tools for the lab guest, shells.
+deps:
+	bash lab/install-deps.sh
+
+# The venv, reinstalled when pyproject.toml changes (libvirt-python builds against libvirt-dev).
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check qgactl tests lab bench
+	$(VENV)/bin/ruff format --check qgactl
+	$(VENV)/bin/mypy
+
+# The whole suite: pure and CLI tests, a real host-run qemu-ga, real guests under plain QEMU
+# and under libvirtd (built and booted by the tests' own fixtures).
+test: deps venv lint
+	$(PY) -m pytest
+
+# Without the guests: about ten seconds.
+test-fast: venv
+	$(PY) -m pytest -m "not vm"
+
+demo: deps venv
+	$(PY) lab/lab.py demo-start $(DEMO_DOMAIN)
+	$(QGACTL) -o table domains
+	$(QGACTL) -o table ping $(DEMO_DOMAIN)
+	$(QGACTL) -o table osinfo $(DEMO_DOMAIN)
+	$(QGACTL) -o table info $(DEMO_DOMAIN)
+	@echo "The demo guest keeps running; stop it with: make demo-stop"
+
+demo-stop: venv
+	$(PY) lab/lab.py stop $(DEMO_DOMAIN)
+
+bench: deps venv
+	$(PY) bench/run.py
+
+completions: venv
+	$(PY) -m qgactl.completion_scripts completions
+
+install-completions: completions
+	install -D -m 644 completions/qgactl.bash /usr/share/bash-completion/completions/qgactl
+	install -D -m 644 completions/_qgactl /usr/share/zsh/vendor-completions/_qgactl
+	install -D -m 644 completions/qgactl.fish /usr/share/fish/vendor_completions.d/qgactl.fish
+
+clean:
+	rm -rf $(VENV) lab/build .pytest_cache .mypy_cache .ruff_cache *.egg-info

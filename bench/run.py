@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""qgactl benchmarks: whole-process times against a floor, as medians and ratios.
+
+    .venv/bin/python bench/run.py                 # every section
+    .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet, completion
+
+Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
+alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
+Sections that need guests start them through lab/ and stop them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# The venv's own interpreter: `python3` on PATH may be a pyenv shim costing ~90 ms a start.
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+QGACTL = [PYTHON, str(ROOT / ".venv" / "bin" / "qgactl")]
+
+RAW_SOCKET_PING = r"""
+import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+sync_id = int.from_bytes(os.urandom(8), "big") >> 1
+s.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited",
+                                "arguments": {"id": sync_id}}).encode())
+buf = b""
+while not buf.rstrip().endswith(b'"return": %d}' % sync_id):
+    buf += s.recv(4096)
+s.sendall(b'{"execute":"guest-ping"}')
+buf = b""
+while not buf.endswith(b"\n"):
+    buf += s.recv(4096)
+assert b'"return"' in buf
+"""
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - started
+
+
+def compare(
+    title: str,
+    floor: tuple[str, Callable[[], float]],
+    subject: tuple[str, Callable[[], float]],
+    runs: int = 30,
+) -> None:
+    floor_times: list[float] = []
+    subject_times: list[float] = []
+    floor[1](), subject[1]()  # warm the page cache
+    for _ in range(runs):
+        floor_times.append(floor[1]())
+        subject_times.append(subject[1]())
+    floor_ms = statistics.median(floor_times) * 1000
+    subject_ms = statistics.median(subject_times) * 1000
+    print(f"\n{title} ({runs} interleaved runs, medians)")
+    print(f"  {floor[0]:<52} {floor_ms:8.1f} ms")
+    print(f"  {subject[0]:<52} {subject_ms:8.1f} ms")
+    print(f"  ratio {subject[0].split()[0]} / floor: {subject_ms / floor_ms:.2f}x")
+
+
+def bench_socket() -> None:
+    from lab.host_agent import temporary_host_agent
+
+    with temporary_host_agent() as agent:
+        sock = agent.socket_path
+        compare(
+            "qgactl --socket S ping vs a bare Python raw-socket sync+ping",
+            (
+                "python3 -c <raw socket sync+ping>",
+                lambda: timed([PYTHON, "-c", RAW_SOCKET_PING, sock]),
+            ),
+            ("qgactl --socket S ping", lambda: timed([*QGACTL, "--socket", sock, "ping"])),
+        )
+        compare(
+            "qgactl --help start-up vs a bare interpreter",
+            ("python3 -c pass", lambda: timed([PYTHON, "-c", "pass"])),
+            ("qgactl --help", lambda: timed([*QGACTL, "--help"])),
+        )
+
+
+SECTIONS: dict[str, Callable[[], None]] = {"socket": bench_socket}
+
+
+def main(argv: list[str]) -> None:
+    chosen = argv or list(SECTIONS)
+    for name in chosen:
+        if name not in SECTIONS:
+            raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+    print(f"qgactl bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}")
+    for name in chosen:
+        SECTIONS[name]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

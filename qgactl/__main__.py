@@ -1,0 +1,5 @@
+"""Entry point for ``python -m qgactl``."""
+
+from qgactl.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""What every command shares: the global options, the Terminal, libvirt, and agent targets.
+
+``App`` is created once by the root group (cli.py) and handed to commands with ``@pass_app``.
+It opens libvirt only when a command needs a domain, and turns "DOMAIN or --socket" into an
+Agent over the right transport. Commands live in qgactl/commands/; nothing here prints except
+through the Terminal.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import click
+
+from qgactl.errors import AgentUnavailable, InvalidUsage
+from qgactl.render import Terminal
+
+if TYPE_CHECKING:
+    from qgactl.agent import Agent
+    from qgactl.discover import DomainInfo, Libvirt
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class App:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        output: str,
+        debug: bool,
+        connect: str | None,
+        transport: str,
+        socket: str | None,
+    ) -> None:
+        self.timeout = timeout
+        self.debug = debug
+        self.connect_uri = connect
+        self.transport_choice = transport
+        self.socket_path = socket
+        self.terminal = Terminal(output, debug=debug)
+        self._libvirt: Libvirt | None = None
+        self._libvirt_lock = threading.Lock()
+
+    @property
+    def libvirt(self) -> Libvirt:
+        """The libvirt connection, opened on first use (thread-safe: `ping` runs in threads)."""
+        with self._libvirt_lock:
+            if self._libvirt is None:
+                from qgactl.discover import Libvirt
+
+                self._libvirt = Libvirt(self.connect_uri)
+            return self._libvirt
+
+    def check_target(self, domain: str | None) -> None:
+        """Exactly one of DOMAIN and --socket names the agent."""
+        if self.socket_path and domain:
+            raise InvalidUsage(
+                f"give either DOMAIN ({domain}) or --socket, not both",
+                hint="with --socket, commands take no DOMAIN",
+            )
+        if not self.socket_path and not domain:
+            raise InvalidUsage("missing DOMAIN", hint="name a domain, or use --socket PATH")
+
+    def open_agent(self, domain: str | None, *, timeout: float | None = None) -> Agent:
+        """An Agent for DOMAIN (libvirt or its dedicated socket) or for --socket PATH."""
+        from qgactl.agent import Agent
+        from qgactl.transport import LibvirtTransport, SocketTransport
+
+        self.check_target(domain)
+        trace = self.terminal.trace if self.debug else None
+        seconds = self.timeout if timeout is None else timeout
+        if self.socket_path:
+            return Agent(SocketTransport(self.socket_path, trace=trace), seconds)
+        assert domain is not None
+        info = self.describe(domain)
+        if not info.running:
+            raise AgentUnavailable(
+                f"domain {info.name} is {info.state}",
+                hint=f"start it first: virsh start {info.name}",
+                domain=info.name,
+            )
+        kind, path = info.transport(self.transport_choice, remote=self.libvirt.is_remote)
+        if kind == "socket":
+            assert path is not None
+            return Agent(SocketTransport(path, trace=trace), seconds)
+        return Agent(LibvirtTransport(info.domain, trace=trace), seconds)
+
+    def describe(self, domain: str) -> DomainInfo:
+        return self.libvirt.describe(self.libvirt.lookup(domain))
+
+    def target_name(self, domain: str | None) -> str:
+        return domain or self.socket_path or "?"
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def complete_running_domains(ctx: click.Context, param: click.Parameter, incomplete: str) -> Any:
+    from qgactl import completion  # only when the shell asks: not on every start
+
+    return completion.complete_running_domains(ctx, param, incomplete)
+
+
+def domain_argument(*, nargs: int = 1) -> Callable[[F], F]:
+    """DOMAIN (name, UUID or ID), optional on the line because --socket replaces it."""
+    return click.argument(
+        "domain",
+        nargs=nargs,
+        required=False,
+        metavar="[DOMAIN]" if nargs == 1 else "[DOMAIN]...",
+        shell_complete=complete_running_domains,
+    )

@@ -1,0 +1,140 @@
+"""The command line: the root group, its global options, and main().
+
+main() is the only place that turns errors into messages and exit codes (errors.ExitCode);
+subcommands live in qgactl/commands/, one module per area, and share qgactl.app.App.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from qgactl import __version__
+from qgactl.app import App
+from qgactl.commands import LazyGroup
+from qgactl.errors import ExitCode, QgactlError
+from qgactl.render import Terminal
+
+OUTPUT_CHOICES = ("auto", "table", "json", "raw")
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "-c",
+    "--connect",
+    metavar="URI",
+    envvar="LIBVIRT_DEFAULT_URI",
+    help="libvirt URI (default qemu:///system; qemu+ssh://host/system for a remote host).",
+)
+@click.option(
+    "--socket",
+    metavar="PATH",
+    help="Talk straight to an agent socket (bare QEMU chardev, a dedicated channel); "
+    "commands then take no DOMAIN.",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["auto", "libvirt", "socket"]),
+    default="auto",
+    show_default=True,
+    help="How to reach a domain's agent (auto: its dedicated socket if it has one, else libvirt).",
+)
+@click.option(
+    "-t",
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Deadline for each agent call (connect, sync and command together).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUT_CHOICES),
+    default="auto",
+    envvar="QGACTL_OUTPUT",
+    show_default=True,
+    help="auto = table on a terminal, JSON in a pipe; raw = the agent's reply untouched.",
+)
+@click.option("--debug", is_flag=True, help="Trace the wire on stderr; show tracebacks.")
+@click.version_option(__version__, "--version", prog_name="qgactl")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    connect: str | None,
+    socket: str | None,
+    transport: str,
+    timeout: float,
+    output: str,
+    debug: bool,
+) -> None:
+    """qgactl: the QEMU guest agent, from the host.
+
+    \b
+      qgactl ping vm1 vm2           is the agent up?
+      qgactl info vm1               agent version and its commands
+      qgactl raw vm1 guest-get-time any agent command, like virsh qemu-agent-command
+      qgactl --socket /tmp/qga.sock ping
+
+    Exit codes: 0 ok, 1 internal, 2 usage, 3 domain or socket not found, 4 agent unavailable,
+    5 timeout, 6 agent error, 7 protocol error, 8 XML patch refused, 9 libvirt error,
+    130 interrupted.
+    """
+    ctx.obj = App(
+        timeout=timeout,
+        output=output,
+        debug=debug,
+        connect=connect,
+        transport=transport,
+        socket=socket,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI and exit with the documented code; one line on stderr per error."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    terminal = Terminal(debug=debug)
+    try:
+        result = cli.main(args=args, prog_name="qgactl", standalone_mode=False)
+        code = result if isinstance(result, int) else ExitCode.OK
+    except QgactlError as exc:
+        if debug:
+            _print_traceback()
+        terminal.error(exc)
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except BrokenPipeError:
+        # `qgactl ... | head`: the reader left; say nothing and don't let Python complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = ExitCode.OK
+    except Exception as exc:  # the last resort: a bug, not the user's fault
+        if debug:
+            _print_traceback()
+        terminal.error(
+            QgactlError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="run again with --debug and report the traceback",
+            )
+        )
+        code = ExitCode.INTERNAL
+    sys.exit(int(code))
+
+
+def _print_traceback() -> None:
+    import traceback  # only with --debug: it costs start-up time otherwise
+
+    traceback.print_exc()

@@ -1,0 +1,204 @@
+"""libvirt: open a connection, resolve a domain as virsh does, and read its agent channels.
+
+The live XML is the source of truth for channels: their names, socket paths and the
+``state='connected'`` libvirt keeps for the agent (the cheap readiness check). libvirt is
+imported here, lazily, and its habit of printing every error on stderr is switched off.
+Not here: talking to the agent (transport.py), changing XML (xmlgen.py).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid as uuidlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from qgactl.errors import InvalidUsage, NotFound
+from qgactl.transport import libvirt_error
+from qgactl.xmlgen import DEFAULT_CHANNEL, Channel, list_channels
+
+DEFAULT_URI = "qemu:///system"
+
+# virDomainState, as virsh names them.
+STATES = {
+    0: "no state",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutdown",
+    5: "shut off",
+    6: "crashed",
+    7: "pmsuspended",
+}
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    uuid: str
+    id: int | None  # None when the domain is not running
+    state: str
+    channels: tuple[Channel, ...]  # agent channels only
+    domain: Any = None  # the libvirt.virDomain, for LibvirtTransport
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def libvirt_channel(self) -> Channel | None:
+        """The channel libvirt itself connects to: the first one named org.qemu.guest_agent.0."""
+        return next((c for c in self.channels if c.name == DEFAULT_CHANNEL), None)
+
+    @property
+    def dedicated_channel(self) -> Channel | None:
+        """A unix agent channel libvirt leaves alone, with a socket path qgactl can open."""
+        return next(
+            (c for c in self.channels if c.name != DEFAULT_CHANNEL and c.type == "unix" and c.path),
+            None,
+        )
+
+    @property
+    def agent_state(self) -> str:
+        """none / configured / connected / disconnected (of the channel the transport uses)."""
+        channel = self.dedicated_channel or self.libvirt_channel
+        if channel is None:
+            return "none"
+        return channel.state or "configured"
+
+    def transport(self, choice: str = "auto", *, remote: bool = False) -> tuple[str, str | None]:
+        """The transport rule: ("socket", path) or ("libvirt", None).
+
+        auto: a dedicated channel that is not known to be disconnected, on a local host, is
+        reached directly (faster, and works for commands libvirt refuses); else libvirt.
+        """
+        dedicated = self.dedicated_channel
+        if choice == "libvirt":
+            return "libvirt", None
+        if choice == "socket":
+            channel = dedicated or self.libvirt_channel
+            if remote:
+                raise InvalidUsage(
+                    f"{self.name}: a remote host's agent socket can't be opened from here",
+                    hint="use --transport libvirt (or auto)",
+                )
+            if channel is None or not channel.path:
+                raise InvalidUsage(
+                    f"{self.name}: no agent socket to open directly",
+                    hint="add a dedicated channel: qgactl add-channel --name "
+                    f"org.qemu.guest_agent.1 --path /run/qgactl/{self.name}.agent {self.name}",
+                )
+            return "socket", channel.path
+        if dedicated and not remote and dedicated.state != "disconnected":
+            return "socket", dedicated.path
+        return "libvirt", None
+
+    def to_json(self, *, remote: bool = False) -> dict[str, Any]:
+        transport = self.transport(remote=remote)
+        return {
+            "name": self.name,
+            "uuid": self.uuid,
+            "id": self.id,
+            "state": self.state,
+            "agent": self.agent_state,
+            "transport": transport[0],
+            "socket": transport[1],
+            "channels": [
+                {"name": c.name, "type": c.type, "path": c.path, "state": c.state}
+                for c in self.channels
+            ],
+        }
+
+
+class Libvirt:
+    """One libvirt connection, opened lazily, read-only unless a command changes XML."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
+        self._conn: Any = None
+
+    @property
+    def is_remote(self) -> bool:
+        """qemu+ssh://host/system and the like: their sockets are not on this machine."""
+        return bool(urlparse(self.uri).hostname)
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            import libvirt
+
+            # libvirt prints every error to stderr by default; we report them ourselves.
+            libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+            try:
+                self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise libvirt_error(exc).with_context(uri=self.uri) from None
+        return self._conn
+
+    def lookup(self, name: str) -> Any:
+        """Resolve DOMAIN as virsh does: an ID, then a UUID, then a name."""
+        import libvirt
+
+        conn = self.conn
+        attempts: list[Any] = []
+        if name.isdigit():
+            attempts.append(lambda: conn.lookupByID(int(name)))
+        if _is_uuid(name):
+            attempts.append(lambda: conn.lookupByUUIDString(name))
+        attempts.append(lambda: conn.lookupByName(name))
+        for attempt in attempts:
+            try:
+                return attempt()
+            except libvirt.libvirtError as exc:
+                error = libvirt_error(exc, domain=name)
+                if not isinstance(error, NotFound):
+                    raise error from None
+        raise NotFound(
+            f"domain {name!r} not found on {self.uri}",
+            hint="`qgactl domains` lists the domains; -c URI picks another host",
+            domain=name,
+        )
+
+    def describe(self, domain: Any) -> DomainInfo:
+        """Name, state and agent channels of one domain, from its live XML."""
+        import libvirt
+
+        try:
+            state_code = domain.state()[0]
+            xml = domain.XMLDesc(0)
+            domain_id = domain.ID()
+            info = DomainInfo(
+                name=domain.name(),
+                uuid=domain.UUIDString(),
+                id=domain_id if domain_id >= 0 else None,
+                state=STATES.get(state_code, "unknown"),
+                channels=tuple(c for c in list_channels(xml) if c.is_agent),
+                domain=domain,
+            )
+        except libvirt.libvirtError as exc:
+            raise libvirt_error(exc, domain=domain.name()) from None
+        return info
+
+    def list_domains(self) -> list[DomainInfo]:
+        import libvirt
+
+        try:
+            domains = self.conn.listAllDomains(0)
+        except libvirt.libvirtError as exc:
+            raise libvirt_error(exc) from None
+        infos = []
+        for domain in domains:
+            try:
+                infos.append(self.describe(domain))
+            except NotFound:
+                continue  # undefined while we were listing
+        return sorted(infos, key=lambda info: info.name)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuidlib.UUID(text)
+    except ValueError:
+        return False
+    return True

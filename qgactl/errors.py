@@ -1,0 +1,130 @@
+"""qgactl's exceptions and exit codes (stdlib only).
+
+Every failure qgactl knows about is a ``QgactlError``; ``cli.main`` is the one place that turns it
+into a one-line message, a hint and an exit code. The tree::
+
+    QgactlError                  exit 1  (internal; the base is never raised directly)
+     +-- InvalidUsage            exit 2  options that don't fit together
+     +-- NotFound                exit 3  no such domain or socket
+     +-- AgentUnavailable        exit 4  no channel, not connected, domain off, refused, closed
+     +-- AgentTimeout            exit 5  the deadline passed
+     +-- AgentCommandError       exit 6  the agent answered {"error": ...}
+     +-- ProtocolError           exit 7  malformed, oversized or out-of-sync reply
+     +-- XmlPatchRefused         exit 8  the domain XML can't be patched safely
+     +-- LibvirtFailure          exit 9  any other libvirt error
+
+Errors carry data (command, domain, error class, the bytes received) so that ``-o json`` and tests
+can look at them without parsing text.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ExitCode(enum.IntEnum):
+    """The exit-code contract (README documents it, tests pin it)."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    UNAVAILABLE = 4
+    TIMEOUT = 5
+    AGENT_ERROR = 6
+    PROTOCOL = 7
+    XML_REFUSED = 8
+    LIBVIRT = 9
+    # exec passes the guest's status through and reports its own failures like `docker run`.
+    EXEC_FAILED = 125
+    INTERRUPTED = 130
+
+
+class QgactlError(Exception):
+    """Root of qgactl's errors: a message, an optional hint, and data for machines."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.data: dict[str, Any] = data
+
+    def with_context(self, **data: Any) -> QgactlError:
+        """Add context (a domain, a command) known only to an outer layer; keep what is set."""
+        for key, value in data.items():
+            self.data.setdefault(key, value)
+        return self
+
+
+class InvalidUsage(QgactlError):
+    exit_code = ExitCode.USAGE
+
+
+class NotFound(QgactlError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class AgentUnavailable(QgactlError):
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class AgentTimeout(QgactlError):
+    exit_code = ExitCode.TIMEOUT
+
+
+class AgentCommandError(QgactlError):
+    """The agent answered ``{"error": {"class": ..., "desc": ...}}``."""
+
+    exit_code = ExitCode.AGENT_ERROR
+
+    def __init__(
+        self, command: str, error_class: str, desc: str, *, hint: str | None = None
+    ) -> None:
+        super().__init__(
+            f"{command}: {error_class}: {desc}",
+            hint=hint or _agent_error_hint(desc),
+            command=command,
+            error_class=error_class,
+            desc=desc,
+        )
+        self.command = command
+        self.error_class = error_class
+        self.desc = desc
+
+    @property
+    def is_disabled(self) -> bool:
+        """Blocked by -b, unsupported on this OS, or refused while frozen (qemu-ga's wording)."""
+        return self.error_class == "CommandNotFound" and "disabled" in self.desc
+
+    @property
+    def is_frozen_refusal(self) -> bool:
+        return "frozen state" in self.desc
+
+
+class ProtocolError(QgactlError):
+    exit_code = ExitCode.PROTOCOL
+
+
+class XmlPatchRefused(QgactlError):
+    exit_code = ExitCode.XML_REFUSED
+
+
+class LibvirtFailure(QgactlError):
+    exit_code = ExitCode.LIBVIRT
+
+
+def _agent_error_hint(desc: str) -> str | None:
+    """What to do about the agent's most common refusals (its own wording, qemu-ga 7.2)."""
+    if "frozen state" in desc:
+        return "the guest's filesystems are frozen: qgactl fsfreeze DOMAIN --thaw"
+    if "has been disabled" in desc:
+        return (
+            "blocked in the guest (qemu-ga --block-rpcs / block-rpcs= in its config) or "
+            "unsupported on its OS; `qgactl info` lists what is enabled"
+        )
+    if "has not been found" in desc:
+        return "this agent doesn't know that command; `qgactl info` lists what it knows"
+    return None

@@ -1,0 +1,230 @@
+"""Everything qgactl prints: results as tables or JSON, errors, warnings, progress, traces.
+
+The only module that imports rich, and only when a table or a spinner is drawn, so that
+``-o json`` and pipes never pay for it. Guest strings are untrusted: tables get them with rich
+markup off and control characters escaped; JSON escapes C0/C1 controls and bidi overrides, so a
+guest can't move the cursor, set the terminal title or inject a link through qgactl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+from qgactl.errors import QgactlError
+
+if TYPE_CHECKING:
+    from qgactl.discover import DomainInfo
+    from qgactl.models import AgentInfo, OsInfo, PingResult
+    from qgactl.wire import Reply
+
+# Characters that are valid inside JSON strings but act on a terminal: C0 and C1 controls,
+# DEL, line/paragraph separators and bidirectional overrides (the "Trojan Source" set).
+_UNSAFE_IN_JSON = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def escape_control(text: str) -> str:
+    """Make any string safe to show on a terminal: non-printables become visible escapes."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _visible(char) for char in text)
+
+
+def _visible(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def json_safe(text: str) -> str:
+    """Escape terminal-active characters in JSON text; the JSON value stays the same."""
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def to_json_text(value: Any) -> str:
+    return json_safe(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def cell(value: Any) -> str:
+    """One table cell: None as '-', booleans as yes/no, everything else escaped text."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return escape_control(str(value))
+
+
+class Terminal:
+    """Owns stdout (results only) and stderr (errors, warnings, progress, traces)."""
+
+    def __init__(
+        self,
+        output: str = "auto",
+        *,
+        debug: bool = False,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+    ) -> None:
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.debug = debug
+        if output == "auto":
+            output = "table" if _isatty(self.stdout) else "json"
+        self.output = output
+
+    # -- results --------------------------------------------------------------------------
+
+    def result(self, data: Any, table: Callable[[], Any], raw: Reply | None = None) -> None:
+        """Print ``data`` (already JSON-able) as JSON, or the rich renderable ``table()``.
+
+        ``-o raw`` prints ``raw`` (the agent's own reply) when the command made exactly one
+        agent call, and the JSON otherwise.
+        """
+        if self.output == "raw" and raw is not None:
+            self.reply_text(raw.text)
+            return
+        if self.output in ("json", "raw"):
+            self.stdout.write(to_json_text(data) + "\n")
+        else:
+            self._console(self.stdout).print(table())
+        self.stdout.flush()
+
+    def reply_text(self, text: str, *, pretty: bool = False) -> None:
+        """A reply as the agent sent it (``qgactl raw``), with only terminal hazards escaped."""
+        if pretty:
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        self.stdout.write(json_safe(text) + "\n")
+        self.stdout.flush()
+
+    # -- stderr ---------------------------------------------------------------------------
+
+    def error(self, exc: QgactlError) -> None:
+        line = f"qgactl: {escape_control(exc.message)}"
+        if exc.hint:
+            line += f" (hint: {escape_control(exc.hint)})"
+        self._err(line)
+
+    def warn(self, message: str) -> None:
+        self._err(f"qgactl: warning: {escape_control(message)}")
+
+    def note(self, message: str) -> None:
+        self._err(escape_control(message))
+
+    def trace(self, direction: str, data: bytes) -> None:
+        text = data.decode("utf-8", "backslashreplace")
+        self._err(f"{direction} {escape_control(text)}")
+
+    def _err(self, line: str) -> None:
+        self.stderr.write(line + "\n")
+        self.stderr.flush()
+
+    @contextlib.contextmanager
+    def status(self, message: str) -> Iterator[Callable[[str], None]]:
+        """A spinner on stderr when it is a terminal; yields a function to update the text."""
+        if not _isatty(self.stderr):
+            yield lambda text: None
+            return
+        with self._console(self.stderr).status(escape_control(message)) as spinner:
+            yield lambda text: spinner.update(escape_control(text))
+
+    def _console(self, file: IO[str]) -> Any:
+        from rich.console import Console
+
+        return Console(file=file, markup=False, emoji=False, highlight=False)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
+# -- tables ---------------------------------------------------------------------------------
+# Every cell goes through cell(): rich.text.Text never interprets markup, and the text is
+# already escaped.
+
+
+def rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title or None, title_justify="left", box=_box())
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(Text(cell(value)) for value in row))
+    return table
+
+
+def fields_table(pairs: Sequence[tuple[str, Any]], title: str = "") -> Any:
+    """A two-column table of field names and values, for one object."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title or None, title_justify="left", show_header=False, box=_box())
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in pairs:
+        table.add_row(Text(name), Text(cell(value)))
+    return table
+
+
+def _box() -> Any:
+    from rich import box
+
+    return box.SIMPLE_HEAD
+
+
+# -- one table builder per model ---------------------------------------------------------------
+
+
+def ping_table(results: Sequence[PingResult]) -> Any:
+    return rows_table(
+        ["TARGET", "STATUS", "TIME", "TRANSPORT", "ERROR"],
+        [
+            (
+                result.target,
+                "ok" if result.ok else "failed",
+                f"{result.milliseconds:.1f} ms" if result.milliseconds is not None else None,
+                result.transport,
+                result.failure.message if result.failure else None,
+            )
+            for result in results
+        ],
+    )
+
+
+def info_table(info: AgentInfo) -> Any:
+    return rows_table(
+        ["COMMAND", "ENABLED", "REPLIES ON SUCCESS"],
+        [(c.name, c.enabled, c.success_response) for c in info.commands],
+        title=f"qemu-ga {escape_control(info.version)}: {len(info.commands)} commands, "
+        f"{len(info.disabled)} disabled",
+    )
+
+
+def osinfo_table(info: OsInfo) -> Any:
+    return fields_table(
+        [
+            ("Name", info.pretty_name or info.name),
+            ("Version", info.version),
+            ("ID", info.id),
+            ("Variant", info.variant),
+            ("Kernel", info.kernel_release),
+            ("Kernel build", info.kernel_version),
+            ("Machine", info.machine),
+        ]
+    )
+
+
+def domains_table(domains: Sequence[DomainInfo], transports: Sequence[str]) -> Any:
+    return rows_table(
+        ["ID", "NAME", "STATE", "AGENT", "TRANSPORT"],
+        [
+            (d.id, d.name, d.state, d.agent_state, transport)
+            for d, transport in zip(domains, transports)
+        ],
+    )

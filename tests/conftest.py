@@ -1,0 +1,83 @@
+"""Fixtures shared by every tier: run qgactl as a real process, and a real host-run qemu-ga.
+
+The host agent (lab/host_agent.py) acts on THIS machine: it runs as `nobody` with every
+state-changing command blocked, and is stopped by the PID we started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from lab.host_agent import temporary_host_agent
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    max_rss_kib: int
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_qgactl(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
+    """Run qgactl in a child process (real exit codes, real pipes); measure time and memory."""
+    child_env = {key: value for key, value in os.environ.items() if key != "QGACTL_OUTPUT"}
+    child_env.update(env or {})
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qgactl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env,
+    )
+    outputs: dict[str, bytes] = {}
+    readers = [
+        threading.Thread(target=lambda n=name, s=stream: outputs.__setitem__(n, s.read()))
+        for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    # os.wait4 rather than communicate(): it also gives this child's own peak memory.
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - started > timeout:
+            process.kill()
+            os.wait4(process.pid, 0)
+            raise AssertionError(f"qgactl {' '.join(args)} did not finish in {timeout}s")
+        time.sleep(0.005)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    for reader in readers:
+        reader.join()
+    return Run(
+        process.returncode,
+        outputs["stdout"].decode(errors="replace"),
+        outputs["stderr"].decode(errors="replace"),
+        time.monotonic() - started,
+        usage.ru_maxrss,
+    )
+
+
+@pytest.fixture
+def qgactl():
+    return run_qgactl
+
+
+@pytest.fixture(scope="session")
+def host_agent():
+    with temporary_host_agent() as agent:
+        yield agent
