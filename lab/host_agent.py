@@ -61,6 +61,12 @@ class HostAgent:
         raise AssertionError(f"host qemu-ga did not start: {self.read_log()}")
 
     def stop(self) -> None:
+        """Stop the agent we started; fail loudly if it had died on its own meanwhile."""
+        if self.process and self.process.poll() is not None:
+            raise AssertionError(
+                f"host qemu-ga died during the run (exit {self.process.returncode}): "
+                f"{self.read_log()[-2000:]}"
+            )
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:

@@ -81,6 +81,12 @@ class App:
                 hint=f"start it first: virsh start {info.name}",
                 domain=info.name,
             )
+        if not info.channels:
+            raise AgentUnavailable(
+                f"domain {info.name} has no guest agent channel",
+                hint=f"add one: qgactl add-channel {info.name}",
+                domain=info.name,
+            )
         kind, path = info.transport(self.transport_choice, remote=self.libvirt.is_remote)
         if kind == "socket":
             assert path is not None

@@ -15,7 +15,7 @@ import click
 from qgactl import __version__
 from qgactl.app import App
 from qgactl.commands import LazyGroup
-from qgactl.errors import ExitCode, QgactlError
+from qgactl.errors import ExitCode, InvalidUsage, QgactlError
 from qgactl.render import Terminal
 
 OUTPUT_CHOICES = ("auto", "table", "json", "raw")
@@ -48,7 +48,8 @@ OUTPUT_CHOICES = ("auto", "table", "json", "raw")
 @click.option(
     "-t",
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=click.FloatRange(min=0.1, max=86400),  # NaN passes FloatRange: see _finite
+    callback=lambda _ctx, _param, value: _finite(value),
     default=5.0,
     show_default=True,
     metavar="SECONDS",
@@ -114,8 +115,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED
+    except click.UsageError as exc:
+        # One line, like every other error, instead of click's four-line usage block.
+        command = exc.ctx.command_path if exc.ctx else "qgactl"
+        terminal.error(InvalidUsage(exc.format_message(), hint=f"see {command} --help"))
+        code = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        terminal.error(QgactlError(exc.format_message()))
         code = exc.exit_code
     except BrokenPipeError:
         # `qgactl ... | head`: the reader left; say nothing and don't let Python complain.
@@ -132,6 +138,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         code = ExitCode.INTERNAL
     sys.exit(int(code))
+
+
+def _finite(value: float) -> float:
+    if value != value:  # NaN compares false with every bound
+        raise click.BadParameter("must be a number of seconds", param_hint="'-t' / '--timeout'")
+    return value
 
 
 def _print_traceback() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import socket
 import time
 from typing import Any, Callable
@@ -75,6 +76,14 @@ class Decoder:
         while True:
             newline = self._buffer.find(b"\n", self._scanned)
             delimiter = self._buffer.find(DELIMITER, self._scanned)
+            # The bound holds however the bytes were chunked: a line (or junk before a
+            # delimiter) is refused even when its end came in the same chunk.
+            ends = [end for end in (newline, delimiter) if end != -1]
+            if (min(ends) if ends else len(self._buffer)) > self._max_line:
+                raise ProtocolError(
+                    f"the agent sent a reply longer than {self._max_line} bytes",
+                    hint="a misbehaving or hostile guest agent; qgactl stopped reading",
+                )
             if delimiter != -1 and (newline == -1 or delimiter < newline):
                 del self._buffer[: delimiter + 1]
                 self._scanned = 0
@@ -87,11 +96,6 @@ class Decoder:
                     events.append(line)
             else:
                 self._scanned = len(self._buffer)
-                if self._scanned > self._max_line:
-                    raise ProtocolError(
-                        f"the agent sent a reply longer than {self._max_line} bytes",
-                        hint="a misbehaving or hostile guest agent; qgactl stopped reading",
-                    )
                 return events
 
 
@@ -278,6 +282,8 @@ class SocketChannel:
         request = DELIMITER + encode_request("guest-sync-delimited", {"id": sync_id})
         self._send(request, deadline, "guest-sync-delimited")
         after_delimiter = False
+        # Only the last wrong id is kept, and shown shortened: a hostile agent can send
+        # millions of them, or an id that is a 60 MB string.
         wrong_ids: list[Any] = []
         while True:
             try:
@@ -285,7 +291,8 @@ class SocketChannel:
             except AgentTimeout as exc:
                 if wrong_ids:
                     raise ProtocolError(
-                        f"the agent answered guest-sync-delimited with id {wrong_ids[-1]!r}, "
+                        "the agent answered guest-sync-delimited with id "
+                        f"{reprlib.repr(wrong_ids[-1])}, "
                         f"expected {sync_id}",
                         hint="the channel is out of sync or not a guest agent",
                         socket=self.path,
@@ -304,7 +311,7 @@ class SocketChannel:
             if answered == sync_id:
                 self._synced = True
                 return
-            wrong_ids.append(answered)  # a stale reply to an older sync: keep waiting
+            wrong_ids[:] = [answered]  # a stale reply to an older sync: keep waiting
 
     # -- I/O with the deadline ----------------------------------------------------------
 
@@ -343,6 +350,7 @@ class SocketChannel:
                 self.close()
                 raise AgentUnavailable(
                     f"{command}: connection to the agent failed ({exc.strerror})",
+                    hint="the guest agent restarted or the domain stopped; try again",
                     socket=self.path,
                 ) from None
             if not data:

@@ -36,6 +36,7 @@ def run_qgactl(*args: str, env: dict[str, str] | None = None, timeout: float = 6
     """Run qgactl in a child process (real exit codes, real pipes); measure time and memory."""
     child_env = {key: value for key, value in os.environ.items() if key != "QGACTL_OUTPUT"}
     child_env.update(env or {})
+    _reset_peak_rss()
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "qgactl", *args],
@@ -70,6 +71,13 @@ def run_qgactl(*args: str, env: dict[str, str] | None = None, timeout: float = 6
         time.monotonic() - started,
         usage.ru_maxrss,
     )
+
+
+def _reset_peak_rss() -> None:
+    """A child inherits its parent's peak RSS into ru_maxrss (vfork/exec carry the high-water
+    mark), so reset pytest's own first (proc(5): /proc/PID/clear_refs, value 5)."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
 
 
 @pytest.fixture

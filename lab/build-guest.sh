@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Build the qgactl lab guest (idempotent; ~0.05 s when already built).
+#
+#   bash lab/build-guest.sh [--force]
+#
+# Outputs in lab/build/ (override with QGACTL_LAB_BUILD=DIR):
+#   vmlinuz         Debian's kernel, taken from the .deb without installing it
+#   initrd.img      direct-kernel-boot initramfs (uncompressed newc cpio): busybox-static,
+#                   the host's /usr/sbin/qemu-ga + its libraries, virtio/ext4 modules, /init
+#   data.img        16 MiB ext4 image; give each guest its own copy (lab.py: fresh_data_disk)
+#   kernel.version  the kernel version string (e.g. 6.1.0-56-amd64)
+#   build.stamp     hash of this script + the host's qemu-ga and busybox; outputs are rebuilt
+#                   when it changes
+#
+# Guest behaviour (see the /init written below):
+#   - console on ttyS0 (kernel cmdline: console=ttyS0)
+#   - one qemu-ga per virtio port named org.qemu.guest_agent.*, restarted when it exits, ports
+#     hot-plugged later are picked up within ~0.5 s; kernel cmdline `qgactl.noagent` = no agent
+#   - /dev/vda (ext4) mounted at /mnt/data
+#   - /sbin/shutdown, poweroff, reboot, halt really act (busybox ... -f; needs ACPI for poweroff)
+#   - /sbin/hwclock sleeps N seconds first if /run/qgactl-slow-hwclock holds N (slow set-time)
+#
+# Needs: apt-get (download only), dpkg, kmod (depmod/modprobe), cpio, e2fsprogs, busybox-static,
+# qemu-guest-agent: all installed by lab/install-deps.sh.  Kernel package override:
+# QGACTL_LAB_KERNEL_PKG=linux-image-X-amd64.
+set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=${QGACTL_LAB_BUILD:-$HERE/build}
+FORCE=0
+[[ "${1:-}" == "--force" ]] && FORCE=1
+
+log() { echo "build-guest: $*" >&2; }
+die() { echo "build-guest: ERROR: $*" >&2; exit 1; }
+
+for tool in dpkg depmod modprobe cpio mkfs.ext4 apt-get; do
+    command -v "$tool" >/dev/null || die "$tool not found (run lab/install-deps.sh)"
+done
+QGA=/usr/sbin/qemu-ga
+BUSYBOX=/bin/busybox
+[[ -x $QGA ]] || die "$QGA not found (package qemu-guest-agent; run lab/install-deps.sh)"
+[[ -x $BUSYBOX ]] || die "$BUSYBOX not found (package busybox-static; run lab/install-deps.sh)"
+file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
+file_is_static "$BUSYBOX" || die "$BUSYBOX is not static (install busybox-static)"
+
+STAMP=$( { sha256sum "${BASH_SOURCE[0]}" "$QGA" "$BUSYBOX" | cut -d' ' -f1;
+           echo "${QGACTL_LAB_KERNEL_PKG:-}"; } | sha256sum | cut -c1-16)
+if ((FORCE == 0)) && [[ -f $BUILD/build.stamp && "$(cat "$BUILD/build.stamp")" == "$STAMP" ]] \
+   && [[ -s $BUILD/vmlinuz && -s $BUILD/initrd.img && -s $BUILD/data.img ]]; then
+    log "up to date ($BUILD)"
+    exit 0
+fi
+
+mkdir -p "$BUILD/cache"
+rm -f "$BUILD/build.stamp"
+
+# ---------------------------------------------------------------- kernel package
+kernel_pkg() {
+    if [[ -n "${QGACTL_LAB_KERNEL_PKG:-}" ]]; then echo "$QGACTL_LAB_KERNEL_PKG"; return; fi
+    apt-cache depends linux-image-amd64 2>/dev/null \
+        | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1
+}
+PKG=$(kernel_pkg)
+if [[ -z "$PKG" ]]; then
+    # Reuse an already downloaded kernel when the package lists are unavailable.
+    deb=$(ls -t "$BUILD"/cache/linux-image-*.deb 2>/dev/null | head -n1 || true)
+    if [[ -n "$deb" ]]; then
+        PKG=$(dpkg-deb -f "$deb" Package)
+    else
+        log "no package lists: apt-get update"
+        if [[ $(id -u) -eq 0 ]]; then apt-get update -qq; else sudo apt-get update -qq; fi
+        PKG=$(kernel_pkg)
+    fi
+fi
+[[ -n "$PKG" ]] || die "cannot find the kernel package (apt-cache depends linux-image-amd64)"
+KVER=${PKG#linux-image-}
+DEB=$(ls "$BUILD"/cache/"${PKG}"_*.deb 2>/dev/null | head -n1 || true)
+if [[ -z "$DEB" ]]; then
+    log "downloading $PKG"
+    rm -f "$BUILD"/cache/linux-image-*.deb
+    (cd "$BUILD/cache" && apt-get download -q -o APT::Sandbox::User=root "$PKG" >&2) \
+        || die "apt-get download $PKG failed"
+    DEB=$(ls "$BUILD"/cache/"${PKG}"_*.deb | head -n1)
+fi
+log "kernel $KVER from $(basename "$DEB")"
+
+WORK=$(mktemp -d "$BUILD/work.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+KX=$WORK/kernel
+mkdir -p "$KX"
+dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$KX" ./boot ./lib/modules 2>/dev/null \
+    || dpkg -x "$DEB" "$KX"
+[[ -f $KX/boot/vmlinuz-$KVER ]] || die "vmlinuz-$KVER not in $DEB"
+depmod -b "$KX" "$KVER"
+
+# Modules + dependencies (softdeps included), in load order, without duplicates.
+MODS="virtio_pci virtio_console virtio_blk virtio_net ext4 crc32c_generic"
+mapfile -t MODFILES < <(
+    for m in $MODS; do modprobe -d "$KX" -S "$KVER" --show-depends "$m"; done \
+        | awk '$1 == "insmod" && !seen[$2]++ {print $2}'
+)
+((${#MODFILES[@]} > 0)) || die "no modules found"
+
+# ---------------------------------------------------------------- initramfs tree
+R=$WORK/root
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc/qgactl-lab,proc,sys,dev,run,tmp,root,mnt/data,var/log} \
+         "$R/lib/modules"
+chmod 1777 "$R/tmp"
+ln -s ../run "$R/var/run"
+
+cp "$BUSYBOX" "$R/bin/busybox"
+# busybox --install wants /proc/self/exe; make the links from the host's applet list instead.
+"$BUSYBOX" --list-full | while read -r applet; do
+    [[ -e "$R/$applet" || -L "$R/$applet" ]] || ln -s /bin/busybox "$R/$applet"
+done
+
+# qemu-ga and the libraries ldd lists (kept at their own paths).
+cp "$QGA" "$R/usr/sbin/qemu-ga"
+ldd "$QGA" | awk '$2 == "=>" {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
+    [[ -n "$lib" && -e "$lib" ]] || continue
+    mkdir -p "$R$(dirname "$lib")"
+    cp -L "$lib" "$R$lib"
+done
+
+# Modules (decompressed), flat, with the load order in etc/qgactl-lab/modules.
+: > "$R/etc/qgactl-lab/modules"
+for f in "${MODFILES[@]}"; do
+    base=$(basename "$f")
+    case "$f" in
+        *.ko.xz)  xz -dc "$f" > "$R/lib/modules/${base%.xz}"; base=${base%.xz} ;;
+        *.ko.zst) zstd -qdc "$f" > "$R/lib/modules/${base%.zst}"; base=${base%.zst} ;;
+        *.ko.gz)  gzip -dc "$f" > "$R/lib/modules/${base%.gz}"; base=${base%.gz} ;;
+        *)        cp "$f" "$R/lib/modules/$base" ;;
+    esac
+    echo "$base" >> "$R/etc/qgactl-lab/modules"
+done
+
+# ---------------------------------------------------------------- /etc
+cat > "$R/etc/os-release" <<'EOF'
+NAME="qgactl lab"
+ID=qgactllab
+VERSION_ID=1
+VERSION="1 (test guest)"
+PRETTY_NAME="qgactl lab 1"
+HOME_URL="https://example.invalid/qgactl"
+EOF
+echo qgactl-lab > "$R/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 qgactl-lab\n' > "$R/etc/hosts"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+    > "$R/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
+printf 'root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n' > "$R/etc/shadow"
+chmod 600 "$R/etc/shadow"
+echo "$KVER" > "$R/etc/qgactl-lab/kernel.version"
+
+# ---------------------------------------------------------------- power + hwclock wrappers
+for a in poweroff reboot halt; do
+    rm -f "$R/sbin/$a"
+    cat > "$R/sbin/$a" <<EOF
+#!/bin/sh
+# really $a the lab guest (PID 1 is a shell, it would not handle busybox's signal)
+echo "qgactl-lab: $a" > /dev/console 2>/dev/null
+sync
+exec /bin/busybox $a -f
+EOF
+    chmod 755 "$R/sbin/$a"
+done
+
+rm -f "$R/sbin/shutdown"
+cat > "$R/sbin/shutdown" <<'EOF'
+#!/bin/sh
+# qemu-ga runs: shutdown -h -P|-H|-r +0 "hypervisor initiated shutdown"
+action=poweroff
+for a in "$@"; do
+    case "$a" in -r) action=reboot ;; -H) action=halt ;; -P) action=poweroff ;; esac
+done
+echo "qgactl-lab: shutdown $* -> $action" > /dev/console 2>/dev/null
+# Let the caller (qemu-ga) see a clean exit, then act.
+( sleep 0.3; sync; exec /bin/busybox "$action" -f ) </dev/null >/dev/null 2>&1 &
+exit 0
+EOF
+chmod 755 "$R/sbin/shutdown"
+
+rm -f "$R/sbin/hwclock"
+cat > "$R/sbin/hwclock" <<'EOF'
+#!/bin/sh
+# Tests make guest-set-time slow on purpose: write N (seconds) to /run/qgactl-slow-hwclock.
+if [ -r /run/qgactl-slow-hwclock ]; then
+    read -r n < /run/qgactl-slow-hwclock
+    case "$n" in ''|*[!0-9.]*) ;; *) sleep "$n" ;; esac
+fi
+exec /bin/busybox hwclock "$@"
+EOF
+chmod 755 "$R/sbin/hwclock"
+
+# ---------------------------------------------------------------- /init
+cat > "$R/init" <<'EOF'
+#!/bin/sh
+# qgactl lab guest init (PID 1).
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm /dev/virtio-ports
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /dev/shm
+exec </dev/console >/dev/console 2>&1
+log() { echo "qgactl-lab: $*"; }
+trap 'sync; /bin/busybox poweroff -f' USR2 TERM
+trap 'sync; /bin/busybox reboot -f' INT
+trap 'sync; /bin/busybox halt -f' USR1
+
+hostname -F /etc/hostname
+ip link set lo up 2>/dev/null
+mkdir -p /run/qga /run/qga-sup
+
+while read -r m; do
+    insmod "/lib/modules/$m" 2>/dev/null || log "insmod $m failed (ignored)"
+done < /etc/qgactl-lab/modules
+
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -b /dev/vda ]; then
+    mount -t ext4 /dev/vda /mnt/data && log "mounted /dev/vda on /mnt/data" \
+        || log "mount /dev/vda failed"
+else
+    log "no data disk (/dev/vda)"
+fi
+
+NOAGENT=0
+case " $(cat /proc/cmdline) " in *" qgactl.noagent "*) NOAGENT=1 ;; esac
+[ $NOAGENT = 1 ] && log "qgactl.noagent: not starting qemu-ga"
+
+supervise() {  # $1: port name; runs qemu-ga while the port exists
+    name=$1
+    mkdir -p "/run/qga/$name"
+    while [ -e "/dev/virtio-ports/$name" ]; do
+        log "starting qemu-ga on $name"
+        qemu-ga -m virtio-serial -p "/dev/virtio-ports/$name" -t "/run/qga/$name" \
+            -l "/var/log/qemu-ga.$name.log" </dev/null >/dev/null 2>&1
+        log "qemu-ga on $name exited ($?)"
+        sleep 0.5
+    done
+    rm -f "/run/qga-sup/$name.pid"
+}
+
+# Poll the virtio ports: keep the /dev/virtio-ports links udev would make, run the agents.
+while :; do
+    for link in /dev/virtio-ports/*; do
+        [ -L "$link" ] && [ ! -e "$link" ] && rm -f "$link"
+    done
+    for d in /sys/class/virtio-ports/vport*; do
+        [ -r "$d/name" ] || continue
+        read -r name < "$d/name" || continue
+        [ -n "$name" ] || continue
+        dev=${d##*/}
+        [ -c "/dev/$dev" ] || continue
+        if ! [ "/dev/virtio-ports/$name" -ef "/dev/$dev" ]; then
+            ln -sfn "../$dev" "/dev/virtio-ports/$name"
+        fi
+        case "$name" in org.qemu.guest_agent.*) ;; *) continue ;; esac
+        [ $NOAGENT = 1 ] && continue
+        pidf=/run/qga-sup/$name.pid
+        if [ -f "$pidf" ]; then
+            read -r pid < "$pidf"
+            kill -0 "$pid" 2>/dev/null && continue
+        fi
+        supervise "$name" &
+        echo $! > "$pidf"
+    done
+    [ -f /run/qgactl-lab.ready ] || { : > /run/qgactl-lab.ready; log "ready"; }
+    sleep 0.5
+done
+EOF
+chmod 755 "$R/init"
+
+# ---------------------------------------------------------------- pack
+(cd "$R" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+    > "$WORK/initrd.img"
+cp "$KX/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+
+mkdir -p "$WORK/datafs"
+echo "qgactl lab data disk" > "$WORK/datafs/README"
+truncate -s 16M "$WORK/data.img"
+mkfs.ext4 -F -q -L qgactl-data -d "$WORK/datafs" "$WORK/data.img"
+
+for f in vmlinuz initrd.img data.img; do mv -f "$WORK/$f" "$BUILD/$f"; done
+echo "$KVER" > "$BUILD/kernel.version"
+echo "$STAMP" > "$BUILD/build.stamp"
+log "built $BUILD: kernel $KVER, initrd $(du -k "$BUILD/initrd.img" | cut -f1) KiB"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install (idempotently) every Debian package the qgactl lab and test suite need.
+#
+#   bash lab/install-deps.sh          # as root (CI runs as root)
+#
+# Skips in well under a second when everything is already installed; runs
+# `apt-get update` only when a package is missing (and then once).
+set -euo pipefail
+
+PACKAGES=(
+    # the test guest and the libvirt tier (see shared/LAB.md)
+    qemu-system-x86 qemu-guest-agent
+    libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+    busybox-static kmod cpio e2fsprogs socat
+    # building libvirt-python from PyPI
+    libvirt-dev pkg-config gcc python3-venv
+    # tools used by tests / demos
+    virtinst libxml2-utils zsh fish tmux
+    # UEFI firmware for the virt-install XML corpus (--boot uefi)
+    ovmf
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    [[ "$status" == ii* ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#PACKAGES[@]} packages present" >&2
+    exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=()
+[[ $(id -u) -eq 0 ]] || SUDO=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+# Try without an update first only if the package lists exist; otherwise update.
+if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 \
+   || ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
+    "${SUDO[@]}" apt-get update
+    "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: done" >&2

@@ -1,0 +1,130 @@
+"""Fixtures for the slow tier: a real test guest under plain QEMU and under libvirtd.
+
+Every guest is booted ONCE per session (boots compete for 2 cores) and cleaned up at the end
+(QEMU stopped by PID, libvirt domains destroyed + undefined by name).  Domain names are
+``qgactl-test-<pytest pid>-<suffix>``; leftovers of dead sessions are removed at start
+(lab.cleanup_stale), other sessions' domains are never touched.
+
+Nothing is skipped: a missing qemu, libvirtd, kernel or build step fails the test loudly.
+
+Fixtures (all session-scoped):
+    lab_paths                 lab.Paths of the built guest (kernel, initrd, data_img, ...)
+    plain_qemu_guest          lab.PlainQemuGuest, agent answering: .socket_path (.0),
+                              .dedicated_socket (.1), .qmp_path, .console_log, .pid
+    libvirt_ready             "qemu:///system" once libvirtd answers
+    lab_domain                lab.LabDomain (a str: the domain name) running, agent answering
+                              on the libvirt-held .0; .dedicated_socket = path of the .1 socket
+                              (direct clients); .uri .console_log .dir .boot_seconds
+    domain_off                LabDomain defined and shut off (agent channel configured)
+    domain_no_channel         LabDomain running, no agent channel (virtio-serial controller only)
+    domain_agent_not_started  LabDomain running with the .0 channel, kernel flag qgactl.noagent:
+                              libvirt says "not connected"; call .wait_console() to be sure the
+                              guest has finished booting
+The lab module itself is importable in tests as `from lab import lab` (the repo root is put on
+sys.path here).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VM_DIR = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lab import lab  # noqa: E402  (lab/ is a package; lab/lab.py is the VM lab module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        if path.parent == VM_DIR or VM_DIR in path.parents:
+            item.add_marker(pytest.mark.vm)
+
+
+def _fail(what: str, err: BaseException) -> None:
+    pytest.fail(f"{what}: {err}", pytrace=False)
+
+
+def _require(*tools: str) -> None:
+    missing = [t for t in tools if lab.which(t) is None]
+    if missing:
+        pytest.fail(
+            f"missing {', '.join(missing)}: run `bash lab/install-deps.sh` (as root)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def lab_paths() -> lab.Paths:
+    _require("qemu-system-x86_64", "qemu-ga", "busybox", "depmod", "cpio", "mkfs.ext4")
+    try:
+        return lab.build_guest()
+    except lab.LabError as e:
+        _fail("building the lab guest failed", e)
+        raise  # unreachable
+
+
+@pytest.fixture(scope="session")
+def plain_qemu_guest(
+    lab_paths: lab.Paths, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[lab.PlainQemuGuest]:
+    guest = lab.PlainQemuGuest(tmp_path_factory.mktemp("plain-qemu"), dedicated=True)
+    try:
+        guest.start()
+    except lab.LabError as e:
+        guest.stop()
+        _fail("plain QEMU guest did not come up", e)
+    try:
+        yield guest
+    finally:
+        guest.stop()
+
+
+@pytest.fixture(scope="session")
+def libvirt_ready(lab_paths: lab.Paths) -> str:
+    _require("virsh", "libvirtd", "virtlogd")
+    try:
+        lab.ensure_libvirtd()
+        lab.cleanup_stale()
+    except lab.LabError as e:
+        _fail("libvirtd is not available", e)
+    return lab.URI
+
+
+def _domain(suffix: str, **kwargs: object) -> Iterator[lab.LabDomain]:
+    name = lab.test_domain_name(suffix)
+    try:
+        dom = lab.start_domain(name, **kwargs)  # type: ignore[arg-type]
+    except lab.LabError as e:
+        lab.destroy_and_undefine(name)
+        _fail(f"libvirt domain {name} did not come up", e)
+    try:
+        yield dom
+    finally:
+        lab.destroy_and_undefine(name)
+
+
+@pytest.fixture(scope="session")
+def lab_domain(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    yield from _domain("lab", dedicated=True)
+
+
+@pytest.fixture(scope="session")
+def domain_off(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    yield from _domain("off", start=False)
+
+
+@pytest.fixture(scope="session")
+def domain_no_channel(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    yield from _domain("nochan", agent_channel=False)
+
+
+@pytest.fixture(scope="session")
+def domain_agent_not_started(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    yield from _domain("noagent", noagent=True)
