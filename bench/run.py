@@ -89,7 +89,16 @@ def bench_socket() -> None:
         )
 
 
-SECTIONS: dict[str, Callable[[], None]] = {"socket": bench_socket}
+def bench_completion() -> None:
+    from bench import completion
+
+    completion.run()
+
+
+SECTIONS: dict[str, Callable[[], None]] = {
+    "socket": bench_socket,
+    "completion": bench_completion,
+}
 
 
 def main(argv: list[str]) -> None:

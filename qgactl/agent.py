@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgactl.errors import QgactlError
+from qgactl.errors import ProtocolError, QgactlError
 from qgactl.models import AgentInfo, OsInfo
 from qgactl.transport import Transport
 from qgactl.wire import Reply, encode_request
@@ -61,3 +61,10 @@ class Agent:
 
     def osinfo(self) -> OsInfo:
         return OsInfo.from_reply(self.call("guest-get-osinfo"))
+
+    def fsfreeze_status(self) -> str:
+        """"thawed" or "frozen" (guest-fsfreeze-status works even while frozen)."""
+        status = self.call("guest-fsfreeze-status")
+        if status not in ("thawed", "frozen"):
+            raise ProtocolError(f"guest-fsfreeze-status: unexpected status {status!r}")
+        return str(status)
