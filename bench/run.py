@@ -11,11 +11,13 @@ Sections that need guests start them through lab/ and stop them afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -66,7 +68,7 @@ def compare(
     print(f"\n{title} ({runs} interleaved runs, medians)")
     print(f"  {floor[0]:<52} {floor_ms:8.1f} ms")
     print(f"  {subject[0]:<52} {subject_ms:8.1f} ms")
-    print(f"  ratio {subject[0].split()[0]} / floor: {subject_ms / floor_ms:.2f}x")
+    print(f"  ratio: {subject_ms / floor_ms:.2f}x the floor ({floor_ms / subject_ms:.2f}x faster)")
 
 
 def bench_socket() -> None:
@@ -89,6 +91,91 @@ def bench_socket() -> None:
         )
 
 
+LIBVIRT_PING = r"""
+import sys, libvirt, libvirt_qemu
+libvirt.registerErrorHandler(lambda c, e: None, None)
+conn = libvirt.open("qemu:///system")
+dom = conn.lookupByName(sys.argv[1])
+assert "return" in libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', 5, 0)
+"""
+
+
+@contextlib.contextmanager
+def lab_domains(count: int) -> Iterator[list[str]]:
+    """``count`` running lab guests with an agent on .0 (booted one after another)."""
+    from lab import lab
+
+    lab.build_guest()
+    lab.ensure_libvirtd()
+    names: list[str] = []
+    try:
+        for index in range(count):
+            name = lab.test_domain_name(f"bench{index}")
+            names.append(name)
+            lab.start_domain(name, dedicated=True)
+            print(f"  booted {name}", file=sys.stderr)
+        yield names
+    finally:
+        for name in names:
+            lab.destroy_and_undefine(name)
+
+
+def bench_libvirt() -> None:
+    with lab_domains(1) as [name]:
+        qgactl = ("qgactl ping D", lambda: timed([*QGACTL, "ping", name]))
+        compare(
+            "qgactl ping D vs a bare libvirt-python ping process (same interpreter)",
+            (
+                "python3 -c <libvirt open+lookup+qemuAgentCommand>",
+                lambda: timed([PYTHON, "-c", LIBVIRT_PING, name]),
+            ),
+            qgactl,
+        )
+        compare(
+            "qgactl ping D vs virsh qemu-agent-command",
+            (
+                "virsh qemu-agent-command D guest-ping",
+                lambda: timed(
+                    [
+                        "virsh",
+                        "-c",
+                        "qemu:///system",
+                        "qemu-agent-command",
+                        name,
+                        '{"execute":"guest-ping"}',
+                    ]
+                ),
+            ),
+            qgactl,
+        )
+        compare(
+            "qgactl --transport socket (fresh chardev client) vs libvirt, whole process",
+            (
+                "qgactl --transport libvirt ping D",
+                lambda: timed([*QGACTL, "--transport", "libvirt", "ping", name]),
+            ),
+            (
+                "qgactl --transport socket ping D",
+                lambda: timed([*QGACTL, "--transport", "socket", "ping", name]),
+            ),
+            runs=15,
+        )
+
+
+def bench_fleet(count: int = 16) -> None:
+    with lab_domains(count) as names:
+        virsh_loop = "; ".join(
+            f'virsh -c qemu:///system qemu-agent-command {n} \'{{"execute":"guest-ping"}}\''
+            for n in names
+        )
+        compare(
+            f"qgactl ping D1..D{count} (one process) vs a shell loop of virsh",
+            (f"sh -c 'virsh ... x{count}'", lambda: timed(["sh", "-c", virsh_loop])),
+            (f"qgactl ping D1..D{count}", lambda: timed([*QGACTL, "ping", *names])),
+            runs=10,
+        )
+
+
 def bench_completion() -> None:
     from bench import completion
 
@@ -97,6 +184,8 @@ def bench_completion() -> None:
 
 SECTIONS: dict[str, Callable[[], None]] = {
     "socket": bench_socket,
+    "libvirt": bench_libvirt,
+    "fleet": bench_fleet,
     "completion": bench_completion,
 }
 
@@ -107,6 +196,9 @@ def main(argv: list[str]) -> None:
         if name not in SECTIONS:
             raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
     print(f"qgactl bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}")
+    # A pip install compiles bytecode; an editable tree under PYTHONDONTWRITEBYTECODE=1 would
+    # recompile qgactl on every start and bench the compiler instead.
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "qgactl")], check=True)
     for name in chosen:
         SECTIONS[name]()
 

@@ -66,7 +66,7 @@ class App:
     def open_agent(self, domain: str | None, *, timeout: float | None = None) -> Agent:
         """An Agent for DOMAIN (libvirt or its dedicated socket) or for --socket PATH."""
         from qgactl.agent import Agent
-        from qgactl.transport import LibvirtTransport, SocketTransport
+        from qgactl.transport import AutoTransport, LibvirtTransport, SocketTransport
 
         self.check_target(domain)
         trace = self.terminal.trace if self.debug else None
@@ -74,24 +74,33 @@ class App:
         if self.socket_path:
             return Agent(SocketTransport(self.socket_path, trace=trace), seconds)
         assert domain is not None
-        info = self.describe(domain)
+        found = self.libvirt.lookup(domain)
+        if self.transport_choice == "libvirt":
+            return Agent(LibvirtTransport(found, trace=trace), seconds)
+        if self.transport_choice == "socket":
+            info = self._running(found)
+            _, path = info.transport("socket", remote=self.libvirt.is_remote)
+            assert path is not None
+            return Agent(SocketTransport(path, trace=trace), seconds)
+
+        def dedicated_socket() -> str | None:
+            info = self.libvirt.describe(found)
+            if not info.running:
+                return None
+            kind, path = info.transport("auto", remote=self.libvirt.is_remote)
+            return path if kind == "socket" else None
+
+        return Agent(AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket), seconds)
+
+    def _running(self, found: Any) -> DomainInfo:
+        info = self.libvirt.describe(found)
         if not info.running:
             raise AgentUnavailable(
                 f"domain {info.name} is {info.state}",
                 hint=f"start it first: virsh start {info.name}",
                 domain=info.name,
             )
-        if not info.channels:
-            raise AgentUnavailable(
-                f"domain {info.name} has no guest agent channel",
-                hint=f"add one: qgactl add-channel {info.name}",
-                domain=info.name,
-            )
-        kind, path = info.transport(self.transport_choice, remote=self.libvirt.is_remote)
-        if kind == "socket":
-            assert path is not None
-            return Agent(SocketTransport(path, trace=trace), seconds)
-        return Agent(LibvirtTransport(info.domain, trace=trace), seconds)
+        return info
 
     def describe(self, domain: str) -> DomainInfo:
         return self.libvirt.describe(self.libvirt.lookup(domain))

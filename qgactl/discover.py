@@ -9,10 +9,8 @@ Not here: talking to the agent (transport.py), changing XML (xmlgen.py).
 from __future__ import annotations
 
 import os
-import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from qgactl.errors import InvalidUsage, NotFound
 from qgactl.transport import libvirt_error
@@ -48,7 +46,8 @@ class DomainInfo:
 
     @property
     def libvirt_channel(self) -> Channel | None:
-        """The channel libvirt itself connects to: the first one named org.qemu.guest_agent.0."""
+        """The channel libvirt connects to and holds: the first named org.qemu.guest_agent.0
+        (qemu_agent.c)."""
         return next((c for c in self.channels if c.name == DEFAULT_CHANNEL), None)
 
     @property
@@ -125,7 +124,10 @@ class Libvirt:
     @property
     def is_remote(self) -> bool:
         """qemu+ssh://host/system and the like: their sockets are not on this machine."""
-        return bool(urlparse(self.uri).hostname)
+        # driver[+transport]://[user@]host[:port]/path: a host between "//" and the next "/".
+        # (urllib.parse would do, at ~1.5 ms of start-up.)
+        _, _, rest = self.uri.partition("://")
+        return bool(rest.split("/", 1)[0])
 
     @property
     def conn(self) -> Any:
@@ -201,8 +203,6 @@ class Libvirt:
 
 
 def _is_uuid(text: str) -> bool:
-    try:
-        uuidlib.UUID(text)
-    except ValueError:
-        return False
-    return True
+    """32 hex digits, dashes allowed, as libvirt's virUUIDParse accepts."""
+    digits = text.replace("-", "")
+    return len(digits) == 32 and all(char in "0123456789abcdefABCDEF" for char in digits)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from qgactl.errors import (
     AgentCommandError,
@@ -105,6 +105,44 @@ class LibvirtTransport:
 
     def close(self) -> None:
         pass  # the connection belongs to discover.Libvirt
+
+
+class AutoTransport:
+    """libvirt first; if libvirt has no usable agent channel, the domain's dedicated socket.
+
+    Asking libvirt straight away keeps the common case free of reading and parsing the domain
+    XML (start-up time); ``find_socket`` reads it only after libvirt said "unavailable".
+    """
+
+    def __init__(
+        self,
+        first: LibvirtTransport,
+        find_socket: Callable[[], str | None],
+        *,
+        trace: Trace | None = None,
+    ) -> None:
+        self._current: Transport = first
+        self._find_socket: Callable[[], str | None] | None = find_socket
+        self._trace = trace
+        self.kind = first.kind
+        self.target = first.target
+
+    def send(
+        self, request: bytes, command: str, timeout: float, expect_reply: bool = True
+    ) -> Reply | None:
+        try:
+            return self._current.send(request, command, timeout, expect_reply)
+        except AgentUnavailable:
+            path = self._find_socket() if self._find_socket else None
+            self._find_socket = None  # fall back once, never back and forth
+            if path is None:
+                raise
+        self._current = SocketTransport(path, trace=self._trace)
+        self.kind, self.target = self._current.kind, self._current.target
+        return self._current.send(request, command, timeout, expect_reply)
+
+    def close(self) -> None:
+        self._current.close()
 
 
 # libvirt error codes (virterror.h); numbers, so mapping needs no import of libvirt.

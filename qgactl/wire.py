@@ -282,17 +282,16 @@ class SocketChannel:
         request = DELIMITER + encode_request("guest-sync-delimited", {"id": sync_id})
         self._send(request, deadline, "guest-sync-delimited")
         after_delimiter = False
-        # Only the last wrong id is kept, and shown shortened: a hostile agent can send
-        # millions of them, or an id that is a 60 MB string.
-        wrong_ids: list[Any] = []
+        # Only the last wrong id is kept, and shortened: a hostile agent can send millions of
+        # them, or an id that is a 60 MB string.
+        wrong_id: str | None = None
         while True:
             try:
                 event = self._next_event(deadline, "guest-sync-delimited")
             except AgentTimeout as exc:
-                if wrong_ids:
+                if wrong_id is not None:
                     raise ProtocolError(
-                        "the agent answered guest-sync-delimited with id "
-                        f"{reprlib.repr(wrong_ids[-1])}, "
+                        f"the agent answered guest-sync-delimited with id {wrong_id}, "
                         f"expected {sync_id}",
                         hint="the channel is out of sync or not a guest agent",
                         socket=self.path,
@@ -311,7 +310,7 @@ class SocketChannel:
             if answered == sync_id:
                 self._synced = True
                 return
-            wrong_ids[:] = [answered]  # a stale reply to an older sync: keep waiting
+            wrong_id = reprlib.repr(answered)  # a stale reply to an older sync: keep waiting
 
     # -- I/O with the deadline ----------------------------------------------------------
 

@@ -6,6 +6,8 @@ What it does
     * ``add_agent_channel`` / ``remove_agent_channel``: add or remove the agent's
       ``<channel type='unix'>`` (and, only when the domain has none, a virtio-serial
       ``<controller>``), returning a ``Patch`` with the new document and human notes.
+    * ``channel_elements``: a channel's element as the document has it (what
+      attachDeviceFlags / detachDeviceFlags take).
     * ``qemu_args``: the same devices as bare-QEMU command-line words.
 
 What it does not do
@@ -30,10 +32,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from lxml import etree
+from typing import TYPE_CHECKING
 
 from qgactl.errors import XmlPatchRefused
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 DEFAULT_CHANNEL = "org.qemu.guest_agent.0"
 AGENT_PREFIX = "org.qemu.guest_agent."
@@ -213,6 +217,14 @@ def remove_agent_channel(xml: str, *, name: str = DEFAULT_CHANNEL) -> Patch:
     return Patch(out, changed=True, notes=notes)
 
 
+def channel_elements(xml: str, *, name: str = DEFAULT_CHANNEL) -> list[str]:
+    """The text of each agent channel named NAME, exactly as XML has it (for hot-(un)plug)."""
+    _check_name(name)
+    doc = _Doc(xml, patching=False)
+    spans = [doc.span(ch) for ch in _find_channels(doc.root.find("devices"), name)]
+    return [xml[span[0] : span[3]] for span in spans]
+
+
 def qemu_args(*, name: str = DEFAULT_CHANNEL, path: str = "/tmp/qga.sock") -> list[str]:
     """The bare-QEMU equivalent: a virtio-serial bus, a listening socket, the agent's port."""
     _check_name(name)
@@ -351,12 +363,19 @@ def _count(el: etree._Element) -> int:
     return sum(1 for e in el.iter() if _is_element(e))
 
 
+def _localname(el: etree._Element) -> str:
+    """The tag without its namespace: "{uri}commandline" -> "commandline"."""
+    return str(el.tag).rpartition("}")[2]
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
 def _parse(xml: str) -> etree._Element:
     """Parse safely; refuse anything that is not a well-formed ``<domain>`` document."""
+    from lxml import etree  # here, not at the top: importing lxml costs ~15 ms of start-up
+
     parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -377,7 +396,7 @@ def _parse(xml: str) -> etree._Element:
         )
     if root.tag != "domain":
         raise XmlPatchRefused(
-            f"the root element is <{etree.QName(root).localname}>, not <domain>",
+            f"the root element is <{_localname(root)}>, not <domain>",
             hint="give a libvirt domain XML (virsh dumpxml --inactive DOMAIN)",
         )
     return root
@@ -453,8 +472,7 @@ class _Doc:
             if not m.group(3):  # not <name/>
                 open_.append(len(spans) - 1)
         expected = [
-            f"{e.prefix}:{etree.QName(e).localname}" if e.prefix else etree.QName(e).localname
-            for e in self.elements
+            f"{e.prefix}:{_localname(e)}" if e.prefix else _localname(e) for e in self.elements
         ]
         if names != expected or open_:
             raise XmlPatchRefused(  # a bug, not the user's: lxml accepted the document

@@ -124,7 +124,7 @@ def test_domain_off(qgactl, domain_off):
     run = qgactl("info", domain_off)
     assert run.code == 4
     [line] = run.stderr.splitlines()
-    assert "shut off" in line and "virsh start" in line
+    assert "not running" in line and "virsh start" in line
 
 
 def test_domain_off_through_libvirt_transport_too(qgactl, domain_off):

@@ -1,10 +1,10 @@
-"""The rule that picks a transport for a domain (discover.DomainInfo.transport)."""
+"""discover: the transport rule (DomainInfo.transport), remote URIs, UUID detection."""
 
 from __future__ import annotations
 
 import pytest
 
-from qgactl.discover import DomainInfo
+from qgactl.discover import DomainInfo, Libvirt, _is_uuid
 from qgactl.errors import InvalidUsage
 from qgactl.xmlgen import Channel
 
@@ -68,3 +68,32 @@ def test_agent_state():
     assert domain().agent_state == "none"
     assert domain(with_state(LIBVIRT_HELD, None)).agent_state == "configured"
     assert domain(LIBVIRT_HELD).agent_state == "connected"
+
+
+@pytest.mark.parametrize(
+    ("uri", "remote"),
+    [
+        ("qemu:///system", False),
+        ("qemu:///session", False),
+        ("test:///default", False),
+        ("qemu+ssh://root@host/system", True),
+        ("qemu+tcp://host:16509/system", True),
+        ("qemu+ssh://host/system?keyfile=/k", True),
+    ],
+)
+def test_remote_uris(uri, remote):
+    assert Libvirt(uri).is_remote is remote
+
+
+@pytest.mark.parametrize(
+    ("text", "is_uuid"),
+    [
+        ("6695eb01-f6a4-8304-79aa-97f2502e193f", True),
+        ("6695EB01F6A4830479AA97F2502E193F", True),
+        ("vm1", False),
+        ("6695eb01-f6a4-8304-79aa-97f2502e193", False),
+        ("g695eb01-f6a4-8304-79aa-97f2502e193f", False),
+    ],
+)
+def test_uuid_detection(text, is_uuid):
+    assert _is_uuid(text) is is_uuid
