@@ -6,7 +6,7 @@ import time
 
 import click
 
-from qgactl import render
+from qgactl import completion, render
 from qgactl.app import App, domain_argument, pass_app
 from qgactl.errors import AgentTimeout, AgentUnavailable, ExitCode, NotFound, QgactlError
 from qgactl.models import PingResult
@@ -69,12 +69,12 @@ def _ping_one(app: App, target: str | None, wait: float) -> PingResult:
             remaining = give_up - time.monotonic()
             timeout = min(app.timeout, remaining) if remaining > 0.5 else app.timeout
             agent = app.open_agent(target, timeout=timeout)
-            transport = agent.transport.kind
             started = time.perf_counter()
             try:
                 agent.ping()
             finally:
                 agent.close()
+                transport = agent.transport.kind  # after the call: auto may have fallen back
             elapsed = (time.perf_counter() - started) * 1000
             return PingResult(name, transport, round(elapsed, 3))
         except QgactlError as exc:
@@ -112,7 +112,13 @@ def osinfo(app: App, domain: str | None) -> None:
 
 
 @click.command()
-@click.argument("words", nargs=-1, required=True, metavar="[DOMAIN] REQUEST [ARGUMENTS]")
+@click.argument(
+    "words",
+    nargs=-1,
+    required=True,
+    metavar="[DOMAIN] REQUEST [ARGUMENTS]",
+    shell_complete=completion.complete_raw_words,
+)
 @click.option("--pretty", is_flag=True, help="Indent the reply.")
 @pass_app
 def raw(app: App, words: tuple[str, ...], pretty: bool) -> None:
