@@ -184,7 +184,7 @@ def libvirt_error(
             hint="`qgactl domains` lists the domains; -c URI picks another host",
             **context,
         )
-    if code == VIR_ERR_OPERATION_INVALID:
+    if code == VIR_ERR_OPERATION_INVALID and "not running" in message:
         return AgentUnavailable(
             f"{where}{message}", hint=f"start it first: virsh start {domain or 'DOMAIN'}", **context
         )
