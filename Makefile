@@ -54,10 +54,11 @@ bench: deps venv
 completions: venv
 	$(PY) -m qgactl.completion_scripts completions
 
-install-completions: completions
-	install -D -m 644 completions/qgactl.bash /usr/share/bash-completion/completions/qgactl
-	install -D -m 644 completions/_qgactl /usr/share/zsh/vendor-completions/_qgactl
-	install -D -m 644 completions/qgactl.fish /usr/share/fish/vendor_completions.d/qgactl.fish
+# The committed scripts (a test keeps them fresh), where each shell looks for them by name.
+install-completions:
+	install -D -m 644 completions/qgactl.bash $(DESTDIR)/usr/share/bash-completion/completions/qgactl
+	install -D -m 644 completions/_qgactl $(DESTDIR)/usr/share/zsh/vendor-completions/_qgactl
+	install -D -m 644 completions/qgactl.fish $(DESTDIR)/usr/share/fish/vendor_completions.d/qgactl.fish
 
 clean:
 	rm -rf $(VENV) lab/build .pytest_cache .mypy_cache .ruff_cache *.egg-info

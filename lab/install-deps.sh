@@ -15,7 +15,7 @@ PACKAGES=(
     # building libvirt-python from PyPI
     libvirt-dev pkg-config gcc python3-venv
     # tools used by tests / demos
-    virtinst libxml2-utils zsh fish tmux
+    virtinst libxml2-utils zsh fish tmux bash-completion
     # UEFI firmware for the virt-install XML corpus (--boot uefi)
     ovmf
 )

@@ -7,10 +7,11 @@ command, the error class and the guest's own description. No printing, no libvir
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from qgactl.errors import ProtocolError, QgactlError
-from qgactl.models import AgentInfo, OsInfo
+from qgactl.models import AgentInfo, Disk, Filesystem, OsInfo, TrimResult
 from qgactl.transport import Transport
 from qgactl.wire import Reply, encode_request
 
@@ -63,8 +64,45 @@ class Agent:
         return OsInfo.from_reply(self.call("guest-get-osinfo"))
 
     def fsfreeze_status(self) -> str:
-        """"thawed" or "frozen" (guest-fsfreeze-status works even while frozen)."""
+        """ "thawed" or "frozen" (guest-fsfreeze-status works even while frozen)."""
         status = self.call("guest-fsfreeze-status")
         if status not in ("thawed", "frozen"):
             raise ProtocolError(f"guest-fsfreeze-status: unexpected status {status!r}")
         return str(status)
+
+    # -- filesystems: freeze, thaw, trim, info (qga/qapi-schema.json) -------------------------
+
+    def fsfreeze_freeze(
+        self, mountpoints: Sequence[str] = (), *, timeout: float | None = None
+    ) -> int:
+        """Freeze every freezable filesystem, or only ``mountpoints`` (the agent ignores unknown
+        ones); returns how many are frozen. On error the agent thaws them all again (schema)."""
+        if mountpoints:
+            arguments = {"mountpoints": list(mountpoints)}
+            count = self.call("guest-fsfreeze-freeze-list", arguments, timeout=timeout)
+        else:
+            count = self.call("guest-fsfreeze-freeze", timeout=timeout)
+        return self._count("guest-fsfreeze-freeze", count)
+
+    def fsfreeze_thaw(self, *, timeout: float | None = None) -> int:
+        """Thaw every frozen filesystem (there is no per-mountpoint thaw); returns how many."""
+        return self._count("guest-fsfreeze-thaw", self.call("guest-fsfreeze-thaw", timeout=timeout))
+
+    def fstrim(
+        self, minimum: int | None = None, *, timeout: float | None = None
+    ) -> tuple[TrimResult, ...]:
+        arguments = None if minimum is None else {"minimum": minimum}
+        return TrimResult.list_from_reply(self.call("guest-fstrim", arguments, timeout=timeout))
+
+    def fsinfo(self) -> tuple[Filesystem, ...]:
+        return Filesystem.list_from_reply(self.call("guest-get-fsinfo"))
+
+    def disks(self) -> tuple[Disk, ...]:
+        return Disk.list_from_reply(self.call("guest-get-disks"))
+
+    @staticmethod
+    def _count(command: str, value: Any) -> int:
+        """The number of filesystems a freeze or thaw reports (a JSON int, never a bool)."""
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ProtocolError(f"{command}: expected a count of filesystems, got {value!r}")
+        return value

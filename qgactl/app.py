@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
+from qgactl import completion
 from qgactl.errors import AgentUnavailable, InvalidUsage
 from qgactl.render import Terminal
 
@@ -112,12 +113,6 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
-def complete_running_domains(ctx: click.Context, param: click.Parameter, incomplete: str) -> Any:
-    from qgactl import completion  # only when the shell asks: not on every start
-
-    return completion.complete_running_domains(ctx, param, incomplete)
-
-
 def domain_argument(*, nargs: int = 1) -> Callable[[F], F]:
     """DOMAIN (name, UUID or ID), optional on the line because --socket replaces it."""
     return click.argument(
@@ -125,5 +120,5 @@ def domain_argument(*, nargs: int = 1) -> Callable[[F], F]:
         nargs=nargs,
         required=False,
         metavar="[DOMAIN]" if nargs == 1 else "[DOMAIN]...",
-        shell_complete=complete_running_domains,
+        shell_complete=completion.complete_running_domains,
     )

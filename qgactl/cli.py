@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from qgactl import __version__
+from qgactl import __version__, completion_scripts
 from qgactl.app import App
 from qgactl.commands import LazyGroup
 from qgactl.errors import ExitCode, InvalidUsage, QgactlError
@@ -35,6 +35,7 @@ OUTPUT_CHOICES = ("auto", "table", "json", "raw")
 @click.option(
     "--socket",
     metavar="PATH",
+    type=click.Path(dir_okay=False),
     help="Talk straight to an agent socket (bare QEMU chardev, a dedicated channel); "
     "commands then take no DOMAIN.",
 )
@@ -103,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     terminal = Terminal(debug=debug)
+    if completion_scripts.COMPLETE_VAR in os.environ:  # a shell asking for completions
+        completion_scripts.register()
     try:
         result = cli.main(args=args, prog_name="qgactl", standalone_mode=False)
         code = result if isinstance(result, int) else ExitCode.OK

@@ -1,54 +1,207 @@
-"""Shell completion callbacks: domains from libvirt, with a short deadline and silent fallback.
+"""Shell completion callbacks: domains, agent commands and mountpoints, each with a deadline.
 
-Completion runs on every <TAB>: it must never print an error or hang. Each lookup runs in a
-daemon thread with a deadline; whatever fails or is late completes to nothing.
+Click runs these when the shell asks (``_QGACTL_COMPLETE=bash_complete`` and friends; the
+scripts in completions/ come from qgactl.completion_scripts). Completion runs on every <TAB>, so
+it must never print an error or hang: each lookup runs in a daemon thread with a deadline of
+``LOOKUP_DEADLINE`` seconds, and whatever fails or is late completes to the fallback (nothing,
+or the built-in list of agent commands).
+
+The global options given earlier on the line (``--connect``, ``--socket``, ``--transport``) are
+honoured. Importing this module costs nothing (stdlib only): command modules may reference the
+callbacks directly, e.g. ``shell_complete=completion.complete_mountpoints``. Not here: the
+scripts themselves (completion_scripts.py).
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from click.shell_completion import CompletionItem
+if TYPE_CHECKING:
+    from qgactl.agent import Agent
 
 LOOKUP_DEADLINE = 1.0
+# The agent call gets a little less, so that a late answer is cut by the agent's own timeout.
+AGENT_TIMEOUT = 0.8
+
+# The commands of qemu-ga 7.2, for `qgactl raw` when the guest can't be asked. Generated from
+# /usr/share/doc/qemu-guest-agent/qapi-schema.json.gz (package qemu-guest-agent):
+#   zcat qapi-schema.json.gz | grep -o "'command': '[a-z-]*'" | cut -d"'" -f4 | sort
+AGENT_COMMANDS = (
+    "guest-exec",
+    "guest-exec-status",
+    "guest-file-close",
+    "guest-file-flush",
+    "guest-file-open",
+    "guest-file-read",
+    "guest-file-seek",
+    "guest-file-write",
+    "guest-fsfreeze-freeze",
+    "guest-fsfreeze-freeze-list",
+    "guest-fsfreeze-status",
+    "guest-fsfreeze-thaw",
+    "guest-fstrim",
+    "guest-get-cpustats",
+    "guest-get-devices",
+    "guest-get-disks",
+    "guest-get-diskstats",
+    "guest-get-fsinfo",
+    "guest-get-host-name",
+    "guest-get-memory-block-info",
+    "guest-get-memory-blocks",
+    "guest-get-osinfo",
+    "guest-get-time",
+    "guest-get-timezone",
+    "guest-get-users",
+    "guest-get-vcpus",
+    "guest-info",
+    "guest-network-get-interfaces",
+    "guest-ping",
+    "guest-set-memory-blocks",
+    "guest-set-time",
+    "guest-set-user-password",
+    "guest-set-vcpus",
+    "guest-shutdown",
+    "guest-ssh-add-authorized-keys",
+    "guest-ssh-get-authorized-keys",
+    "guest-ssh-remove-authorized-keys",
+    "guest-suspend-disk",
+    "guest-suspend-hybrid",
+    "guest-suspend-ram",
+    "guest-sync",
+    "guest-sync-delimited",
+)
 
 T = TypeVar("T")
 
 
-def _within_deadline(lookup: Callable[[], list[T]], seconds: float = LOOKUP_DEADLINE) -> list[T]:
-    found: list[T] = []
+def within_deadline(
+    lookup: Callable[[], list[T]], fallback: list[T], seconds: float = LOOKUP_DEADLINE
+) -> list[T]:
+    """``lookup()`` if it returns within ``seconds`` without raising, else ``fallback``."""
+    found: list[list[T]] = []
 
     def run() -> None:
         try:
-            found.extend(lookup())
-        except Exception:  # completion must stay silent whatever libvirt does
+            found.append(lookup())
+        except Exception:  # completion stays silent whatever libvirt or the agent do
             pass
 
-    worker = threading.Thread(target=run, daemon=True)
+    worker = threading.Thread(target=run, daemon=True)  # a late one dies with the process
     worker.start()
     worker.join(seconds)
-    return list(found) if not worker.is_alive() else []
+    return found[0] if found else fallback
 
 
-def _connect_uri(ctx: Any) -> str | None:
-    root = ctx.find_root()
-    return root.params.get("connect") if root.params else None
+def _root_params(ctx: Any) -> dict[str, Any]:
+    return dict(ctx.find_root().params or {})
 
 
-def complete_running_domains(ctx: Any, param: Any, incomplete: str) -> list[CompletionItem]:
-    """Names of running domains (commands that talk to the agent need a running one)."""
-    if ctx.find_root().params.get("socket"):
-        return []
+def _uri(ctx: Any) -> str:
+    return (
+        _root_params(ctx).get("connect")
+        or os.environ.get("LIBVIRT_DEFAULT_URI")
+        or "qemu:///system"  # discover.DEFAULT_URI, without importing discover (lxml)
+    )
+
+
+def _domain_names(ctx: Any, incomplete: str, *, running: bool) -> list[str]:
+    if _root_params(ctx).get("socket"):
+        return []  # --socket names the agent: commands take no DOMAIN
 
     def lookup() -> list[str]:
         import libvirt
 
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        from qgactl.discover import Libvirt
+        # Read-only: enough to list, and allowed for users who may not manage domains.
+        conn = libvirt.openReadOnly(_uri(ctx))
+        try:
+            flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if running else 0
+            return [domain.name() for domain in conn.listAllDomains(flags)]
+        finally:
+            conn.close()
 
-        conn = Libvirt(_connect_uri(ctx)).conn
-        return [d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+    names = within_deadline(lookup, [])
+    return sorted(name for name in names if name.startswith(incomplete))
 
-    names = _within_deadline(lookup)
-    return [CompletionItem(name) for name in sorted(names) if name.startswith(incomplete)]
+
+def complete_running_domains(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """Running domains: for commands that talk to the agent."""
+    return _domain_names(ctx, incomplete, running=True)
+
+
+def complete_all_domains(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """Every defined domain: for doctor, add-channel and other commands that work on XML."""
+    return _domain_names(ctx, incomplete, running=False)
+
+
+def _ask_agent(ctx: Any, domain: str | None, ask: Callable[[Agent], list[str]]) -> list[str]:
+    """Open DOMAIN's agent (or --socket's) the way the command itself would, and ``ask`` it."""
+    from qgactl.app import App
+
+    params = _root_params(ctx)
+    app = App(
+        timeout=AGENT_TIMEOUT,
+        output="json",
+        debug=False,
+        connect=params.get("connect"),
+        transport=params.get("transport") or "auto",
+        socket=params.get("socket"),
+    )
+    agent = app.open_agent(domain)
+    try:
+        return ask(agent)
+    finally:
+        agent.close()
+
+
+def _enabled_commands(agent: Agent) -> list[str]:
+    from qgactl.transport import SYNC_COMMANDS
+
+    info = agent.info()
+    refused = SYNC_COMMANDS if agent.transport.kind == "libvirt" else frozenset()
+    return [c.name for c in info.commands if c.enabled and c.name not in refused]
+
+
+def complete_raw_words(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """``qgactl raw [DOMAIN] REQUEST [ARGUMENTS]``: the domain, then the agent's commands.
+
+    The commands come from the guest's guest-info (enabled ones only) when it answers within
+    the deadline, else from the built-in qemu-ga 7.2 list. A JSON REQUEST is not completed.
+    """
+    words = list(ctx.params.get(param.name) or ())
+    has_socket = bool(_root_params(ctx).get("socket"))
+    if not has_socket and not words:
+        return complete_running_domains(ctx, param, incomplete)
+    if len(words) != (0 if has_socket else 1) or incomplete.startswith("{"):
+        return []
+    domain = None if has_socket else words[0]
+    commands = within_deadline(
+        lambda: _ask_agent(ctx, domain, _enabled_commands), list(AGENT_COMMANDS)
+    )
+    return sorted(name for name in commands if name.startswith(incomplete))
+
+
+def _mountpoints(agent: Agent) -> list[str]:
+    reply = agent.call("guest-get-fsinfo")
+    return [
+        entry["mountpoint"]
+        for entry in reply
+        if isinstance(entry, dict) and isinstance(entry.get("mountpoint"), str)
+    ]
+
+
+def complete_mountpoints(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """``--mountpoint``: the guest's mounted filesystems (guest-get-fsinfo), else nothing.
+
+    The domain is the command's ``domain`` parameter (a name, or the first of several), so it
+    must come before the option on the line: ``qgactl fsfreeze vm1 --mountpoint <TAB>``.
+    """
+    domain = ctx.params.get("domain")
+    if isinstance(domain, (tuple, list)):
+        domain = domain[0] if domain else None
+    if not domain and not _root_params(ctx).get("socket"):
+        return []
+    mountpoints = within_deadline(lambda: _ask_agent(ctx, domain, _mountpoints), [])
+    return sorted({path for path in mountpoints if path.startswith(incomplete)})

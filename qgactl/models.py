@@ -121,3 +121,164 @@ class PingResult:
             "error": self.failure.message if self.failure else None,
             "exit_code": int(self.failure.exit_code) if self.failure else 0,
         }
+
+
+# -- filesystems and disks: guest-get-fsinfo, guest-get-disks, guest-fstrim ---------------------
+# Shapes from QEMU qga/qapi-schema.json (GuestFilesystemInfo, GuestDiskAddress, GuestDiskInfo,
+# GuestFilesystemTrimResponse); optional members ("*name" there) may be absent on any guest.
+
+
+def _optional_int(reply: dict[str, Any], key: str, what: str) -> int | None:
+    value = reply.get(key)
+    return None if value is None else _check(value, int, f"{what}.{key}")
+
+
+@dataclass(frozen=True)
+class PciAddress:
+    """GuestPCIAddress; every field is -1 when the agent couldn't tell."""
+
+    domain: int
+    bus: int
+    slot: int
+    function: int
+
+    @classmethod
+    def from_reply(cls, reply: Any, what: str) -> PciAddress:
+        _check(reply, dict, what)
+        return cls(
+            **{
+                field: _check(reply.get(field), int, f"{what}.{field}")
+                for field in cls.__dataclass_fields__
+            }
+        )
+
+
+@dataclass(frozen=True)
+class DiskAddress:
+    """GuestDiskAddress: where a disk sits (serial and dev since qemu-ga 3.1; s390x's
+    ccw-address is not kept)."""
+
+    bus_type: str
+    bus: int
+    target: int
+    unit: int
+    pci_controller: PciAddress | None
+    serial: str | None
+    dev: str | None
+
+    @classmethod
+    def from_reply(cls, reply: Any, what: str) -> DiskAddress:
+        _check(reply, dict, what)
+        pci = reply.get("pci-controller")
+        return cls(
+            bus_type=_check(reply.get("bus-type"), str, f"{what}.bus-type"),
+            bus=_check(reply.get("bus"), int, f"{what}.bus"),
+            target=_check(reply.get("target"), int, f"{what}.target"),
+            unit=_check(reply.get("unit"), int, f"{what}.unit"),
+            pci_controller=None
+            if pci is None
+            else PciAddress.from_reply(pci, f"{what}.pci-controller"),
+            serial=_optional_str(reply, "serial", what),
+            dev=_optional_str(reply, "dev", what),
+        )
+
+
+@dataclass(frozen=True)
+class Filesystem:
+    """One entry of guest-get-fsinfo. used/total bytes are optional (since 3.0, and absent
+    when statvfs fails); total_bytes_privileged counts root's reserve too (since 9.1)."""
+
+    name: str
+    mountpoint: str
+    type: str
+    used_bytes: int | None
+    total_bytes: int | None
+    total_bytes_privileged: int | None
+    disks: tuple[DiskAddress, ...]
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[Filesystem, ...]:
+        _check(reply, list, "guest-get-fsinfo")
+        return tuple(cls.from_reply(entry) for entry in reply)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Filesystem:
+        what = "guest-get-fsinfo[]"
+        _check(reply, dict, what)
+        disks = _check(reply.get("disk", []), list, f"{what}.disk")
+        return cls(
+            name=_check(reply.get("name"), str, f"{what}.name"),
+            mountpoint=_check(reply.get("mountpoint"), str, f"{what}.mountpoint"),
+            type=_check(reply.get("type"), str, f"{what}.type"),
+            used_bytes=_optional_int(reply, "used-bytes", what),
+            total_bytes=_optional_int(reply, "total-bytes", what),
+            total_bytes_privileged=_optional_int(reply, "total-bytes-privileged", what),
+            disks=tuple(DiskAddress.from_reply(disk, f"{what}.disk[]") for disk in disks),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One entry of guest-get-disks (since qemu-ga 5.2; NVMe smart data is not kept)."""
+
+    name: str
+    partition: bool
+    dependencies: tuple[str, ...]
+    address: DiskAddress | None
+    alias: str | None
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[Disk, ...]:
+        _check(reply, list, "guest-get-disks")
+        return tuple(cls.from_reply(entry) for entry in reply)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Disk:
+        what = "guest-get-disks[]"
+        _check(reply, dict, what)
+        dependencies = _check(reply.get("dependencies", []), list, f"{what}.dependencies")
+        address = reply.get("address")
+        return cls(
+            name=_check(reply.get("name"), str, f"{what}.name"),
+            partition=_check(reply.get("partition"), bool, f"{what}.partition"),
+            dependencies=tuple(_check(d, str, f"{what}.dependencies[]") for d in dependencies),
+            address=None if address is None else DiskAddress.from_reply(address, f"{what}.address"),
+            alias=_optional_str(reply, "alias", what),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrimResult:
+    """One path of guest-fstrim: bytes trimmed, or the guest's error for that path."""
+
+    path: str
+    trimmed: int | None
+    minimum: int | None
+    error: str | None
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[TrimResult, ...]:
+        what = "guest-fstrim.paths[]"
+        _check(reply, dict, "guest-fstrim")
+        paths = _check(reply.get("paths"), list, "guest-fstrim.paths")
+        results = []
+        for entry in paths:
+            _check(entry, dict, what)
+            results.append(
+                cls(
+                    path=_check(entry.get("path"), str, f"{what}.path"),
+                    trimmed=_optional_int(entry, "trimmed", what),
+                    minimum=_optional_int(entry, "minimum", what),
+                    error=_optional_str(entry, "error", what),
+                )
+            )
+        return tuple(results)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

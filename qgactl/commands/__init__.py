@@ -13,11 +13,19 @@ from typing import Any
 import click
 
 COMMANDS = {
+    "add-channel": "qgactl.commands.channel:add_channel",
+    "completion": "qgactl.commands.completion_cmd:completion",
+    "disks": "qgactl.commands.fs:disks",
+    "doctor": "qgactl.commands.doctor:doctor",
     "domains": "qgactl.commands.domains:domains",
+    "fsfreeze": "qgactl.commands.fs:fsfreeze",
+    "fsinfo": "qgactl.commands.fs:fsinfo",
+    "fstrim": "qgactl.commands.fs:fstrim",
     "info": "qgactl.commands.basics:info",
     "osinfo": "qgactl.commands.basics:osinfo",
     "ping": "qgactl.commands.basics:ping",
     "raw": "qgactl.commands.basics:raw",
+    "remove-channel": "qgactl.commands.channel:remove_channel",
 }
 
 

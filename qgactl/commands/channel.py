@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 import click
 
-from qgactl.app import App, complete_running_domains, pass_app
+from qgactl import completion
+from qgactl.app import App, pass_app
 from qgactl.errors import (
     AgentUnavailable,
     ExitCode,
@@ -66,7 +67,10 @@ def _common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """DOMAIN, --name, --config, --live, --dry-run and --file, shared by both commands."""
     options = [
         click.argument(
-            "domain", required=False, metavar="[DOMAIN]", shell_complete=complete_running_domains
+            "domain",
+            required=False,
+            metavar="[DOMAIN]",
+            shell_complete=completion.complete_all_domains,
         ),
         click.option(
             "--name",

@@ -252,3 +252,21 @@ def test_ctrl_c_exits_130_without_traceback(tmp_path, command):
     assert process.returncode == 130, stderr
     assert b"Traceback" not in stderr and stdout == b""
     assert stopped < 2  # Ctrl-C stops it now, not when the 20 s deadline passes
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("fsfreeze", "--freeze", "--thaw"),
+        ("fsfreeze", "--thaw", "--auto-thaw", "5"),
+        ("fsfreeze", "--run", "true", "--freeze"),
+        ("fsfreeze", "--timeout-run", "5"),
+    ],
+    ids=" ".join,
+)
+def test_fsfreeze_option_conflicts_are_usage_errors(qgactl, tmp_path, args):
+    """Refused before any agent is contacted (the socket does not even exist)."""
+    run = qgactl("--socket", str(tmp_path / "none.sock"), *args)
+    assert run.code == 2, run.stderr
+    [line] = run.stderr.splitlines()
+    assert "hint:" in line
