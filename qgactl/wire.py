@@ -27,6 +27,7 @@ from qgactl.errors import (
     AgentUnavailable,
     NotFound,
     ProtocolError,
+    QgactlError,
 )
 
 # The agent writes 0xFF before its guest-sync-delimited reply, and a client sends 0xFF so the
@@ -242,38 +243,33 @@ class SocketChannel:
         sock.settimeout(max(deadline.remaining(), 0.001))
         try:
             sock.connect(self.path)
-        except FileNotFoundError:
+        except OSError as exc:
             sock.close()
-            raise NotFound(
+            raise self._connect_error(exc, deadline) from None
+        self._sock = sock
+
+    def _connect_error(self, exc: OSError, deadline: Deadline) -> QgactlError:
+        if isinstance(exc, socket.timeout):
+            return self._timeout("connecting", deadline)
+        if isinstance(exc, FileNotFoundError) or not os.path.exists(self.path):
+            return NotFound(
                 f"no socket at {self.path}",
                 hint="check the path (-chardev socket,path=... or the channel's source path)",
                 socket=self.path,
-            ) from None
-        except ConnectionRefusedError:
-            sock.close()
-            raise AgentUnavailable(
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return AgentUnavailable(
                 f"connection refused on {self.path}",
                 hint="nothing listens there: is the domain (or qemu-ga -m unix-listen) running?",
                 socket=self.path,
-            ) from None
-        except PermissionError:
-            sock.close()
-            raise AgentUnavailable(
+            )
+        if isinstance(exc, PermissionError):
+            return AgentUnavailable(
                 f"permission denied on {self.path}",
                 hint="run as root or as the user that owns the socket",
                 socket=self.path,
-            ) from None
-        except socket.timeout:
-            sock.close()
-            raise self._timeout("connecting", deadline) from None
-        except OSError as exc:
-            sock.close()
-            if not os.path.exists(self.path):
-                raise NotFound(f"no socket at {self.path}", socket=self.path) from None
-            raise AgentUnavailable(
-                f"cannot connect to {self.path}: {exc.strerror}", socket=self.path
-            ) from None
-        self._sock = sock
+            )
+        return AgentUnavailable(f"cannot connect to {self.path}: {exc.strerror}", socket=self.path)
 
     def _sync(self, deadline: Deadline) -> None:
         # qapi-schema.json, guest-sync-delimited: send 0xFF so the agent drops a half-parsed

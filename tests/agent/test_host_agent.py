@@ -105,14 +105,11 @@ def test_dirty_channel_left_by_a_dead_client(qgactl, host_agent):
     assert run.json()["machine"] == "x86_64"
 
 
-def test_stale_reply_left_by_a_dead_client(qgactl, host_agent):
-    """A reply meant for a client that left must not be taken as ours."""
-    with socket.socket(socket.AF_UNIX) as dead:
-        dead.connect(host_agent.socket_path)
-        dead.sendall(b'{"execute": "guest-sync", "arguments": {"id": 777}}')
-    run = qgactl("--socket", host_agent.socket_path, "raw", "guest-get-host-name")
-    assert run.code == 0, run.stderr
-    assert "host-name" in json.loads(run.stdout)["return"]
+# Stale replies meant for a client that left are tested against a real QEMU chardev
+# (tests/vm/test_libvirt.py::test_agent_timeout_on_a_socket_resyncs) and the scripted agent:
+# a host-run qemu-ga in unix-listen mode sends such a reply to the dead connection instead,
+# and if that client had already closed with the reply unread, qemu-ga's next read gets
+# ECONNRESET and it exits (seen here under load) -- a test of qemu-ga, not of qgactl.
 
 
 def test_second_client_times_out_with_a_hint(qgactl, host_agent):
