@@ -14,10 +14,13 @@ completions/; a test fails when the committed files differ from what this module
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.shell_completion import BashComplete, add_completion_class, get_completion_class
+
+if TYPE_CHECKING:
+    from pathlib import Path  # imported where used: cli.main imports this module on every start
 
 PROG_NAME = "qgactl"
 COMPLETE_VAR = "_QGACTL_COMPLETE"
@@ -89,6 +92,8 @@ def write_scripts(directory: Path, command: click.Command) -> list[Path]:
 
 
 def main(argv: list[str]) -> None:
+    from pathlib import Path
+
     from qgactl.cli import cli  # a build step, like __main__: the arrows allow it
 
     if len(argv) != 1:
