@@ -7,6 +7,7 @@ command, the error class and the guest's own description. No printing, no libvir
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,11 @@ from qgactl.errors import ProtocolError, QgactlError
 from qgactl.models import AgentInfo, Disk, Filesystem, OsInfo, TrimResult
 from qgactl.transport import Transport
 from qgactl.wire import Reply, encode_request
+
+# Commands with "success-response": false in qga/qapi-schema.json: no reply when they work.
+NO_SUCCESS_RESPONSE = frozenset(
+    {"guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"}
+)
 
 
 class Agent:
@@ -23,28 +29,21 @@ class Agent:
         self.last_reply: Reply | None = None  # for -o raw: the reply as the agent sent it
 
     def call(
-        self,
-        command: str,
-        arguments: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        expect_reply: bool = True,
+        self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> Any:
         """Run ``command`` and return its ``return`` value (None for a silent success)."""
-        reply = self.send(encode_request(command, arguments), command, timeout, expect_reply)
+        reply = self.send(encode_request(command, arguments), command, timeout)
         return None if reply is None else reply.result(command)
 
-    def send(
-        self,
-        request: bytes,
-        command: str,
-        timeout: float | None = None,
-        expect_reply: bool = True,
-    ) -> Reply | None:
-        """Send an encoded request and return the whole reply (``qgactl raw``)."""
+    def send(self, request: bytes, command: str, timeout: float | None = None) -> Reply | None:
+        """Send an encoded request and return the whole reply (``qgactl raw``); None for a
+        command that does not answer on success and did not answer."""
         try:
             self.last_reply = self.transport.send(
-                request, command, self.timeout if timeout is None else timeout, expect_reply
+                request,
+                command,
+                self.timeout if timeout is None else timeout,
+                command not in NO_SUCCESS_RESPONSE,
             )
         except QgactlError as exc:
             exc.with_context(command=command, target=self.transport.target)
@@ -64,10 +63,10 @@ class Agent:
         return OsInfo.from_reply(self.call("guest-get-osinfo"))
 
     def fsfreeze_status(self) -> str:
-        """ "thawed" or "frozen" (guest-fsfreeze-status works even while frozen)."""
+        """The guest's state, "thawed" or "frozen" (this works even while frozen)."""
         status = self.call("guest-fsfreeze-status")
         if status not in ("thawed", "frozen"):
-            raise ProtocolError(f"guest-fsfreeze-status: unexpected status {status!r}")
+            raise ProtocolError(f"guest-fsfreeze-status: unexpected status {reprlib.repr(status)}")
         return str(status)
 
     # -- filesystems: freeze, thaw, trim, info (qga/qapi-schema.json) -------------------------
@@ -104,5 +103,7 @@ class Agent:
     def _count(command: str, value: Any) -> int:
         """The number of filesystems a freeze or thaw reports (a JSON int, never a bool)."""
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ProtocolError(f"{command}: expected a count of filesystems, got {value!r}")
+            raise ProtocolError(
+                f"{command}: expected a count of filesystems, got {reprlib.repr(value)}"
+            )
         return value

@@ -56,7 +56,7 @@ class SocketTransport:
     def send(
         self, request: bytes, command: str, timeout: float, expect_reply: bool = True
     ) -> Reply | None:
-        return self._channel.send_raw(request, command, Deadline(timeout), expect_reply)
+        return self._channel.send(request, command, Deadline(timeout), expect_reply)
 
     def close(self) -> None:
         self._channel.close()

@@ -6,7 +6,7 @@ What is here (stdlib only: no click, rich or libvirt):
 - ``encode_request`` / ``parse_reply``: one JSON object out; one line in, checked to be
   ``{"return": ...}`` or ``{"error": {"class": ..., "desc": ...}}`` and nothing else.
 - ``Deadline``: one deadline for a whole call (connect, sync and command), not one per recv.
-- ``SocketChannel``: connect, the guest-sync-delimited handshake, execute.
+- ``SocketChannel``: connect, the guest-sync-delimited handshake, send a request.
 
 What is not: choosing a transport, libvirt, printing. The facts this follows are in
 qga/qapi-schema.json (guest-sync-delimited) and ../shared/PROTOCOL.md.
@@ -200,30 +200,20 @@ class SocketChannel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def execute(
-        self,
-        command: str,
-        arguments: dict[str, Any] | None,
-        deadline: Deadline,
-        *,
-        expect_reply: bool = True,
-    ) -> Reply | None:
-        """Send one command and return its reply.
-
-        ``expect_reply=False`` is for commands the agent marks ``success-response: false``
-        (guest-shutdown, guest-suspend-*): silence until the deadline means success.
-        """
-        return self.send_raw(encode_request(command, arguments), command, deadline, expect_reply)
-
-    def send_raw(
+    def send(
         self, request: bytes, command: str, deadline: Deadline, expect_reply: bool = True
     ) -> Reply | None:
-        """Send an already encoded request (``qgactl raw``) and return its reply."""
+        """Send an encoded request (see encode_request) and return its reply.
+
+        ``expect_reply=False`` is for commands the agent marks ``success-response: false``
+        (guest-shutdown, guest-suspend-*): silence until the deadline, or the agent going
+        away (the guest powered off), means success; an error reply still comes back.
+        """
         self._ensure_synced(deadline)
         self._send(request, deadline, command)
         try:
             line = self._next_line(deadline, command)
-        except AgentTimeout:
+        except (AgentTimeout, AgentUnavailable):
             if not expect_reply:
                 return None
             self._synced = False  # a late reply may still come: re-sync before the next command

@@ -239,3 +239,25 @@ def delete_file(qgactl, direct, path):
         {"path": "/bin/rm", "arg": ["-f", path], "capture-output": False},
     )
     assert "pid" in result
+
+
+# -- commands that answer only when they fail (success-response: false) ------------------------
+
+
+def test_raw_shutdown_succeeds_without_a_reply(qgactl, lab_paths, tmp_path):
+    from lab import lab
+
+    with lab.PlainQemuGuest(tmp_path) as guest:  # a guest of its own: it powers off
+        run = qgactl("--socket", str(guest.socket_path), "-t", "20", "raw", "guest-shutdown")
+        assert run.code == 0, run.stderr
+        assert run.stdout == ""  # there was no reply to print
+        assert guest.proc.wait(30) == 0
+
+
+def test_raw_shutdown_error_still_comes_back(qgactl, plain_qemu_guest):
+    run = qgactl(
+        "--socket", str(plain_qemu_guest.socket_path), "raw", "guest-shutdown", '{"mode":"bogus"}'
+    )
+    assert run.code == 6
+    assert "mode is invalid" in run.stderr and run.seconds < 5
+    assert qgactl("--socket", str(plain_qemu_guest.socket_path), "ping").code == 0
