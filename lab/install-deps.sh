@@ -18,6 +18,8 @@ PACKAGES=(
     virtinst libxml2-utils zsh fish tmux bash-completion
     # UEFI firmware for the virt-install XML corpus (--boot uefi)
     ovmf
+    # a libvirt remote URI (qemu+ssh://) for real: the tests start their own sshd on loopback
+    openssh-server openssh-client
 )
 
 missing=()
@@ -35,6 +37,13 @@ echo "install-deps: installing ${missing[*]}" >&2
 SUDO=()
 [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
 export DEBIAN_FRONTEND=noninteractive
+# No services started by package scripts (openssh-server would start sshd on port 22): the lab
+# starts what it needs itself. policy-rc.d is Debian's switch for that (invoke-rc.d(8)).
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${SUDO[@]}" chmod +x /usr/sbin/policy-rc.d
+    trap '"${SUDO[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 # Try without an update first only if the package lists exist; otherwise update.
 if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 \
    || ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
