@@ -101,6 +101,18 @@ class Terminal:
         self.stdout.write(json_safe(text) + "\n")
         self.stdout.flush()
 
+    def document(self, text: str) -> None:
+        """A document from the host (domain XML, a diff, a shell script) byte for byte, UTF-8
+        whatever the locale: not guest data, and escaping would break it."""
+        self.stdout.flush()
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is None:
+            self.stdout.write(text)
+        else:
+            buffer.write(text.encode("utf-8"))
+            buffer.flush()
+        self.stdout.flush()
+
     # -- stderr ---------------------------------------------------------------------------
 
     def error(self, exc: QgactlError) -> None:

@@ -165,7 +165,7 @@ def add_channel(
         )
         words = qemu_args(name=name, path=path or DEFAULT_QEMU_SOCKET)
         lines = [f"{option} {shlex.quote(value)}" for option, value in zip(words[::2], words[1::2])]
-        _write(app, "\n".join(lines) + "\n")
+        app.terminal.document("\n".join(lines) + "\n")
         app.terminal.note(f"in the guest: qemu-ga -m virtio-serial -p /dev/virtio-ports/{name}")
         return ExitCode.OK
     if name != DEFAULT_CHANNEL and path is None:
@@ -288,9 +288,9 @@ def _offline(app: App, op: _Op, file: str, dry_run: bool) -> int:
     for note in patch.notes:
         app.terminal.note(note)
     if dry_run:
-        _write(app, _diff(xml, patch.xml, label, f"{label} (patched)"))
+        app.terminal.document(_diff(xml, patch.xml, label, f"{label} (patched)"))
     else:
-        _write(app, patch.xml)
+        app.terminal.document(patch.xml)
     return ExitCode.OK
 
 
@@ -432,7 +432,7 @@ def _dry_run(
     """The diff of the configuration (or, with --live alone, of the live XML), and the notes."""
     before, patch, what = diff
     label = f"{target.name} ({what} XML)"
-    _write(app, _diff(before, patch.xml, label, f"{label}, patched"))
+    app.terminal.document(_diff(before, patch.xml, label, f"{label}, patched"))
     for note in out.notes:
         app.terminal.note(note)
     if devices:
@@ -576,16 +576,3 @@ def _diff(before: str, after: str, old_label: str, new_label: str) -> str:
     return "".join(
         line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
-
-
-def _write(app: App, text: str) -> None:
-    """XML and diffs byte for byte (UTF-8 whatever the locale); nothing is escaped."""
-    stream = app.terminal.stdout
-    buffer = getattr(stream, "buffer", None)
-    if buffer is None:
-        stream.write(text)
-        stream.flush()
-        return
-    stream.flush()
-    buffer.write(text.encode("utf-8"))
-    buffer.flush()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
+from qgactl.app import App, pass_app
 from qgactl.completion_scripts import FILE_NAMES, script
 
 
 @click.command()
 @click.argument("shell", type=click.Choice(sorted(FILE_NAMES)))
-@click.pass_context
-def completion(ctx: click.Context, shell: str) -> None:
+@pass_app
+def completion(app: App, shell: str) -> None:
     """Print the completion script for SHELL (bash, zsh or fish).
 
     \b
@@ -21,4 +22,5 @@ def completion(ctx: click.Context, shell: str) -> None:
     Or install the files once for every user: `make install-completions` puts them where each
     shell looks (bash-completion, zsh's vendor-completions, fish's vendor_completions.d).
     """
-    click.echo(script(shell, ctx.find_root().command), nl=False)
+    root = click.get_current_context().find_root().command
+    app.terminal.document(script(shell, root))
