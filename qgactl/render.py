@@ -29,6 +29,10 @@ _UNSAFE_IN_JSON = re.compile(
 )
 
 
+# guest-set-user-password's argument: never in a --debug trace (or a log it is copied into).
+_PASSWORD = re.compile(r'("password"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
 def escape_control(text: str) -> str:
     """Make any string safe to show on a terminal: non-printables become visible escapes."""
     if text.isprintable():
@@ -128,7 +132,7 @@ class Terminal:
         self._err(escape_control(message))
 
     def trace(self, direction: str, data: bytes) -> None:
-        text = data.decode("utf-8", "backslashreplace")
+        text = _PASSWORD.sub(r'\1"<redacted>"', data.decode("utf-8", "backslashreplace"))
         self._err(f"{direction} {escape_control(text)}")
 
     def _err(self, line: str) -> None:

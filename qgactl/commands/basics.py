@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
 
 from qgactl import completion, render
 from qgactl.app import App, domain_argument, pass_app
-from qgactl.errors import AgentTimeout, AgentUnavailable, ExitCode, NotFound, QgactlError
+from qgactl.errors import (
+    AgentTimeout,
+    AgentUnavailable,
+    ExitCode,
+    InvalidUsage,
+    NotFound,
+    QgactlError,
+)
 from qgactl.models import PingResult
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024  # guest-file-write's largest sensible chunk, base64
 
 # Failures that may pass on their own while a guest boots: worth retrying under --wait.
 _TRANSIENT = (AgentUnavailable, AgentTimeout)
@@ -124,7 +134,8 @@ def osinfo(app: App, domain: str | None) -> None:
 def raw(app: App, words: tuple[str, ...], pretty: bool) -> None:
     """Any agent command; prints the reply as the agent sent it.
 
-    REQUEST is a JSON request or just a command name, with optional JSON ARGUMENTS:
+    REQUEST is a JSON request, "-" to read it from stdin (for secrets: a command line is
+    visible to every user in `ps`), or just a command name with optional JSON ARGUMENTS:
 
     \b
       qgactl raw vm1 '{"execute":"guest-get-time"}'
@@ -134,8 +145,12 @@ def raw(app: App, words: tuple[str, ...], pretty: bool) -> None:
     """
     from qgactl.transport import parse_user_request
 
-    domain, request = _split_raw_words(app, words)
-    payload, command = parse_user_request(*request)
+    domain, (request, arguments) = _split_raw_words(app, words)
+    if request == "-":  # from stdin: keeps secrets (guest-set-user-password) out of `ps`
+        request = sys.stdin.read(MAX_REQUEST_BYTES + 1)
+        if len(request) > MAX_REQUEST_BYTES:
+            raise InvalidUsage(f"a request on stdin is limited to {MAX_REQUEST_BYTES} bytes")
+    payload, command = parse_user_request(request, arguments)
     agent = app.open_agent(domain)
     reply = agent.send(payload, command)
     if reply is not None and reply.is_error:
@@ -146,8 +161,6 @@ def raw(app: App, words: tuple[str, ...], pretty: bool) -> None:
 
 def _split_raw_words(app: App, words: tuple[str, ...]) -> tuple[str | None, tuple[str, str | None]]:
     """[DOMAIN] REQUEST [ARGUMENTS]: DOMAIN is there unless --socket names the agent."""
-    from qgactl.errors import InvalidUsage
-
     rest = list(words)
     domain = None if app.socket_path else rest.pop(0)
     if not 1 <= len(rest) <= 2:

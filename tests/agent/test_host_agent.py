@@ -48,9 +48,7 @@ def test_raw_prints_the_reply_as_sent(qgactl, host_agent):
 
 
 def test_raw_by_command_name_with_arguments(qgactl, host_agent):
-    run = qgactl(
-        "--socket", host_agent.socket_path, "raw", "guest-sync", '{"id": 4242}'
-    )
+    run = qgactl("--socket", host_agent.socket_path, "raw", "guest-sync", '{"id": 4242}')
     assert run.code == 0, run.stderr
     assert json.loads(run.stdout) == {"return": 4242}
 
@@ -138,3 +136,18 @@ def test_debug_traces_the_wire(qgactl, host_agent):
     assert run.code == 0
     assert "--> \\xff" in run.stderr and "guest-sync-delimited" in run.stderr
     assert '<-- {"return": {}}' in run.stderr
+
+
+def test_raw_request_from_stdin(host_agent):
+    """`raw -` reads the request from stdin, so a secret never shows in `ps`."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "qgactl", "--socket", host_agent.socket_path, "raw", "-"],
+        input=b'{"execute": "guest-sync", "arguments": {"id": 99}}',
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"return": 99}

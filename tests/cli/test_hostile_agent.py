@@ -239,3 +239,15 @@ def test_agent_error_through_a_typed_command(qgactl):
     line = assert_clean_failure(run, 6)
     assert_no_terminal_hazards(run.stderr)
     assert "guest-get-osinfo" in line
+
+
+def test_debug_trace_redacts_passwords(qgactl):
+    """A password sent with guest-set-user-password never appears in a --debug trace."""
+    request = (
+        '{"execute":"guest-set-user-password",'
+        '"arguments":{"username":"root","password":"c2VjcmV0","crypted":false}}'
+    )
+    run = run_against(qgactl, fakeagent.answering(fakeagent.PING_OK), "--debug", "raw", request)
+    assert run.code == 0, run.stderr
+    assert "c2VjcmV0" not in run.stderr
+    assert '"password":"<redacted>"' in run.stderr
