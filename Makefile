@@ -40,8 +40,10 @@ demo: deps venv
 	$(PY) lab/lab.py demo-start $(DEMO_DOMAIN)
 	$(QGACTL) -o table domains
 	$(QGACTL) -o table ping $(DEMO_DOMAIN)
-	$(QGACTL) -o table --transport libvirt ping $(DEMO_DOMAIN)
+	$(QGACTL) -o table --transport socket ping $(DEMO_DOMAIN)
 	$(QGACTL) -o table osinfo $(DEMO_DOMAIN)
+	$(QGACTL) -o table fsinfo $(DEMO_DOMAIN)
+	$(QGACTL) -o table doctor $(DEMO_DOMAIN)
 	$(QGACTL) -o table info $(DEMO_DOMAIN)
 	@echo "The demo guest keeps running; stop it with: make demo-stop"
 
