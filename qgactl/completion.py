@@ -14,7 +14,6 @@ scripts themselves (completion_scripts.py).
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -98,14 +97,6 @@ def _root_params(ctx: Any) -> dict[str, Any]:
     return dict(ctx.find_root().params or {})
 
 
-def _uri(ctx: Any) -> str:
-    return (
-        _root_params(ctx).get("connect")
-        or os.environ.get("LIBVIRT_DEFAULT_URI")
-        or "qemu:///system"  # discover.DEFAULT_URI, without importing discover (lxml)
-    )
-
-
 def _domain_names(ctx: Any, incomplete: str, *, running: bool) -> list[str]:
     if _root_params(ctx).get("socket"):
         return []  # --socket names the agent: commands take no DOMAIN
@@ -113,9 +104,11 @@ def _domain_names(ctx: Any, incomplete: str, *, running: bool) -> list[str]:
     def lookup() -> list[str]:
         import libvirt
 
+        from qgactl.discover import Libvirt
+
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         # Read-only: enough to list, and allowed for users who may not manage domains.
-        conn = libvirt.openReadOnly(_uri(ctx))
+        conn = libvirt.openReadOnly(Libvirt(_root_params(ctx).get("connect")).uri)
         try:
             flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if running else 0
             return [domain.name() for domain in conn.listAllDomains(flags)]
@@ -184,12 +177,7 @@ def complete_raw_words(ctx: Any, param: Any, incomplete: str) -> list[str]:
 
 
 def _mountpoints(agent: Agent) -> list[str]:
-    reply = agent.call("guest-get-fsinfo")
-    return [
-        entry["mountpoint"]
-        for entry in reply
-        if isinstance(entry, dict) and isinstance(entry.get("mountpoint"), str)
-    ]
+    return [filesystem.mountpoint for filesystem in agent.fsinfo()]
 
 
 def complete_mountpoints(ctx: Any, param: Any, incomplete: str) -> list[str]:
