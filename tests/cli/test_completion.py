@@ -15,28 +15,15 @@ import sys
 import click
 import pytest
 from click.shell_completion import ShellComplete
+from shellcomplete import bash_complete
 
 from qgactl import completion
 
 TEST_URI = "test:///default"
 
 
-def complete(qgactl, line, env=None):
-    """The (type, value) pairs qgactl answers for ``line`` with the cursor at its end."""
-    run = qgactl(
-        env={
-            "COMP_WORDS": line,
-            "COMP_CWORD": "1000" if line.endswith(" ") else "-1",
-            "_QGACTL_COMPLETE": "bash_complete",
-            **(env or {}),
-        }
-    )
-    assert run.code == 0 and run.stderr == "", run
-    return [tuple(item.split(",", 1)) for item in run.stdout.splitlines() if item]
-
-
 def values(qgactl, line, env=None):
-    return [value for _, value in complete(qgactl, line, env)]
+    return [value for _, value in bash_complete(qgactl, line, env)]
 
 
 def test_subcommands_and_options(qgactl):
@@ -66,8 +53,8 @@ def test_no_domain_with_socket(qgactl):
 
 def test_unreachable_libvirt_completes_nothing_silently(qgactl):
     uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
-    assert complete(qgactl, f"qgactl -c {uri} ping ") == []
-    assert complete(qgactl, f"qgactl -c {uri} raw vm1 guest-ping") == [("plain", "guest-ping")]
+    assert bash_complete(qgactl, f"qgactl -c {uri} ping ") == []
+    assert bash_complete(qgactl, f"qgactl -c {uri} raw vm1 guest-ping") == [("plain", "guest-ping")]
 
 
 def test_a_libvirt_that_never_answers_is_given_up_within_the_deadline(qgactl, tmp_path):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from shellcomplete import bash_complete
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPLETIONS = ROOT / "completions"
@@ -108,15 +109,7 @@ def test_tab_completes_commands_and_domains(pane, lab_domain):
 
 
 def complete(qgactl, line):
-    run = qgactl(
-        env={
-            "COMP_WORDS": line,
-            "COMP_CWORD": "1000" if line.endswith(" ") else "-1",
-            "_QGACTL_COMPLETE": "bash_complete",
-        }
-    )
-    assert run.code == 0 and run.stderr == "", run
-    return [item.split(",", 1)[1] for item in run.stdout.splitlines() if item]
+    return [value for _, value in bash_complete(qgactl, line)]
 
 
 def test_raw_offers_the_guests_enabled_commands(qgactl, lab_domain):
