@@ -12,6 +12,7 @@ Fixtures (all session-scoped):
     plain_qemu_guest          lab.PlainQemuGuest, agent answering: .socket_path (.0),
                               .dedicated_socket (.1), .qmp_path, .console_log, .pid
     libvirt_ready             "qemu:///system" once libvirtd answers
+    conn                      a libvirt-python connection to it
     lab_domain                lab.LabDomain (a str: the domain name) running, agent answering
                               on the libvirt-held .0; .dedicated_socket = path of the .1 socket
                               (direct clients); .uri .console_log .dir .boot_seconds
@@ -95,6 +96,19 @@ def libvirt_ready(lab_paths: lab.Paths) -> str:
     except lab.LabError as e:
         _fail("libvirtd is not available", e)
     return lab.URI
+
+
+@pytest.fixture(scope="session")
+def conn(libvirt_ready: str) -> Iterator[object]:
+    """A libvirt-python connection to the lab's libvirtd, errors not printed on stderr."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    connection = libvirt.open(libvirt_ready)
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def _domain(suffix: str, **kwargs: object) -> Iterator[lab.LabDomain]:

@@ -17,10 +17,7 @@ from the hot-plug to the first agent answer is printed ("timing: ..."), never as
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from lab import lab
 from qgactl.xmlgen import list_channels
@@ -28,18 +25,6 @@ from qgactl.xmlgen import list_channels
 AGENT0 = "org.qemu.guest_agent.0"
 AGENT1 = "org.qemu.guest_agent.1"
 CONTROLLER = "<controller type='virtio-serial' index='0'/>"
-
-
-@pytest.fixture(scope="module")
-def conn(libvirt_ready: str) -> Iterator[Any]:
-    import libvirt
-
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    connection = libvirt.open(libvirt_ready)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def inactive_xml(conn: Any, name: str) -> str:

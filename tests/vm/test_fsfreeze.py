@@ -112,13 +112,6 @@ def _socket_key(path: Path) -> str:
     return "socket-" + hashlib.sha256(real.encode()).hexdigest()[:16]
 
 
-@pytest.fixture(scope="module")
-def conn(libvirt_ready: str) -> Iterator[Any]:
-    connection = libvirt.open(libvirt_ready)
-    yield connection
-    connection.close()
-
-
 def _make_side(name: str, request: pytest.FixtureRequest) -> Side:
     if name == "plain":
         guest = request.getfixturevalue("plain_qemu_guest")

@@ -61,13 +61,6 @@ def channel_states(xml: str) -> dict[str, str | None]:
     return {t.get("name", ""): t.get("state") for t in root.findall("./devices/channel/target")}
 
 
-@pytest.fixture(scope="module")
-def conn(libvirt_ready: str) -> Any:
-    c = libvirt.open(libvirt_ready)
-    yield c
-    c.close()
-
-
 def exec_status_wait(call: Any, pid: int, timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

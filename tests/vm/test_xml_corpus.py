@@ -19,7 +19,6 @@ import difflib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,22 +76,6 @@ def need(tool: str) -> str:
     path = shutil.which(tool)
     assert path, f"{tool} is missing: install it with `bash lab/install-deps.sh`"
     return path
-
-
-@pytest.fixture(scope="module")
-def conn() -> Iterator[Any]:
-    """A connection to the real libvirtd (started if it is not running): never skips."""
-    from lab.lab import ensure_libvirtd
-
-    ensure_libvirtd()
-    import libvirt
-
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    connection = libvirt.open(URI)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def virt_install(case: str) -> str:
