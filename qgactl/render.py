@@ -78,7 +78,7 @@ class Terminal:
         self.stderr = stderr or sys.stderr
         self.debug = debug
         if output == "auto":
-            output = "table" if _isatty(self.stdout) else "json"
+            output = "table" if isatty(self.stdout) else "json"
         self.output = output
 
     # -- results --------------------------------------------------------------------------
@@ -119,6 +119,11 @@ class Terminal:
 
     # -- stderr ---------------------------------------------------------------------------
 
+    @property
+    def stderr_is_terminal(self) -> bool:
+        """Progress (spinners, countdowns) is drawn only for a person watching."""
+        return isatty(self.stderr)
+
     def error(self, exc: QgactlError) -> None:
         line = f"qgactl: {escape_control(exc.message)}"
         if exc.hint:
@@ -142,7 +147,7 @@ class Terminal:
     @contextlib.contextmanager
     def status(self, message: str) -> Iterator[Callable[[str], None]]:
         """A spinner on stderr when it is a terminal; yields a function to update the text."""
-        if not _isatty(self.stderr):
+        if not self.stderr_is_terminal:
             yield lambda text: None
             return
         with self._console(self.stderr).status(escape_control(message)) as spinner:
@@ -154,7 +159,7 @@ class Terminal:
         return Console(file=file, markup=False, emoji=False, highlight=False)
 
 
-def _isatty(stream: IO[str]) -> bool:
+def isatty(stream: IO[str]) -> bool:
     return bool(getattr(stream, "isatty", None) and stream.isatty())
 
 

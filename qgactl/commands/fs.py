@@ -186,7 +186,7 @@ def _freeze(
             f"{guest.name}: nothing was frozen (no such mount point, none freezable, "
             "or frozen already through another agent channel)"
         )
-    elif auto and armed and _isatty(app.terminal.stderr):
+    elif auto and armed and app.terminal.stderr_is_terminal:
         _count_down(app, guest.name, armed, auto)
     elif not armed:
         app.terminal.note(f"{guest.name} stays frozen until: qgactl fsfreeze {guest.name} --thaw")
@@ -455,10 +455,6 @@ def _freeze_table(data: dict[str, Any]) -> Any:
 
 def _filesystems(count: int) -> str:
     return f"{count} filesystem" + ("" if count == 1 else "s")
-
-
-def _isatty(stream: Any) -> bool:
-    return bool(getattr(stream, "isatty", None) and stream.isatty())
 
 
 # -- fstrim, fsinfo, disks --------------------------------------------------------------------
