@@ -99,10 +99,6 @@ class AgentCommandError(QgactlError):
         """Blocked by -b, unsupported on this OS, or refused while frozen (qemu-ga's wording)."""
         return self.error_class == "CommandNotFound" and "disabled" in self.desc
 
-    @property
-    def is_frozen_refusal(self) -> bool:
-        return "frozen state" in self.desc
-
 
 class ProtocolError(QgactlError):
     exit_code = ExitCode.PROTOCOL

@@ -23,9 +23,10 @@ def _check(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     return value
 
 
-def _optional_str(reply: dict[str, Any], key: str, what: str) -> str | None:
+def _optional(reply: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    """An optional member ("*name" in the schema): None when absent, else checked."""
     value = reply.get(key)
-    return None if value is None else _check(value, str, f"{what}.{key}")
+    return None if value is None else _check(value, kind, f"{what}.{key}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class OsInfo:
         # The schema's names use dashes; the model's use underscores.
         return cls(
             **{
-                field: _optional_str(reply, field.replace("_", "-"), "guest-get-osinfo")
+                field: _optional(reply, field.replace("_", "-"), str, "guest-get-osinfo")
                 for field in cls.__dataclass_fields__
             }
         )
@@ -126,11 +127,6 @@ class PingResult:
 # -- filesystems and disks: guest-get-fsinfo, guest-get-disks, guest-fstrim ---------------------
 # Shapes from QEMU qga/qapi-schema.json (GuestFilesystemInfo, GuestDiskAddress, GuestDiskInfo,
 # GuestFilesystemTrimResponse); optional members ("*name" there) may be absent on any guest.
-
-
-def _optional_int(reply: dict[str, Any], key: str, what: str) -> int | None:
-    value = reply.get(key)
-    return None if value is None else _check(value, int, f"{what}.{key}")
 
 
 @dataclass(frozen=True)
@@ -178,8 +174,8 @@ class DiskAddress:
             pci_controller=None
             if pci is None
             else PciAddress.from_reply(pci, f"{what}.pci-controller"),
-            serial=_optional_str(reply, "serial", what),
-            dev=_optional_str(reply, "dev", what),
+            serial=_optional(reply, "serial", str, what),
+            dev=_optional(reply, "dev", str, what),
         )
 
 
@@ -210,9 +206,9 @@ class Filesystem:
             name=_check(reply.get("name"), str, f"{what}.name"),
             mountpoint=_check(reply.get("mountpoint"), str, f"{what}.mountpoint"),
             type=_check(reply.get("type"), str, f"{what}.type"),
-            used_bytes=_optional_int(reply, "used-bytes", what),
-            total_bytes=_optional_int(reply, "total-bytes", what),
-            total_bytes_privileged=_optional_int(reply, "total-bytes-privileged", what),
+            used_bytes=_optional(reply, "used-bytes", int, what),
+            total_bytes=_optional(reply, "total-bytes", int, what),
+            total_bytes_privileged=_optional(reply, "total-bytes-privileged", int, what),
             disks=tuple(DiskAddress.from_reply(disk, f"{what}.disk[]") for disk in disks),
         )
 
@@ -246,7 +242,7 @@ class Disk:
             partition=_check(reply.get("partition"), bool, f"{what}.partition"),
             dependencies=tuple(_check(d, str, f"{what}.dependencies[]") for d in dependencies),
             address=None if address is None else DiskAddress.from_reply(address, f"{what}.address"),
-            alias=_optional_str(reply, "alias", what),
+            alias=_optional(reply, "alias", str, what),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -273,9 +269,9 @@ class TrimResult:
             results.append(
                 cls(
                     path=_check(entry.get("path"), str, f"{what}.path"),
-                    trimmed=_optional_int(entry, "trimmed", what),
-                    minimum=_optional_int(entry, "minimum", what),
-                    error=_optional_str(entry, "error", what),
+                    trimmed=_optional(entry, "trimmed", int, what),
+                    minimum=_optional(entry, "minimum", int, what),
+                    error=_optional(entry, "error", str, what),
                 )
             )
         return tuple(results)

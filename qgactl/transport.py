@@ -209,9 +209,9 @@ def libvirt_error(
         match = _AGENT_ERROR_TEXT.search(message)
         if match:
             desc = match.group(2)
-            error_class = "CommandNotFound" if "has not been found" in desc else "GenericError"
-            if "has been disabled" in desc:
-                error_class = "CommandNotFound"
+            # qemu-ga says CommandNotFound for unknown and for disabled commands alike.
+            unknown = "has not been found" in desc or "has been disabled" in desc
+            error_class = "CommandNotFound" if unknown else "GenericError"
             return AgentCommandError(match.group(1), error_class, desc).with_context(domain=domain)
     if code in (VIR_ERR_NO_CONNECT, VIR_ERR_SYSTEM_ERROR, VIR_ERR_RPC, VIR_ERR_AUTH_FAILED):
         return LibvirtFailure(
