@@ -200,9 +200,14 @@ def main(argv: list[str]) -> None:
         if name not in SECTIONS:
             raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
     print(f"qgactl bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}")
+    interpreter = subprocess.run(
+        [PYTHON, "-c", "import sys; print(sys.version.split()[0], sys._base_executable)"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    print(f"interpreter: {PYTHON} = Python {interpreter}")
     # A pip install compiles bytecode; an editable tree under PYTHONDONTWRITEBYTECODE=1 would
     # recompile qgactl on every start and bench the compiler instead.
-    subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "qgactl")], check=True)
+    subprocess.run([PYTHON, "-m", "compileall", "-q", "-f", str(ROOT / "qgactl")], check=True)
     for name in chosen:
         SECTIONS[name]()
 

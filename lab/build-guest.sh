@@ -14,8 +14,9 @@
 #
 # Guest behaviour (see the /init written below):
 #   - console on ttyS0 (kernel cmdline: console=ttyS0)
-#   - one qemu-ga per virtio port named org.qemu.guest_agent.*, restarted when it exits, ports
-#     hot-plugged later are picked up within ~0.5 s; kernel cmdline `qgactl.noagent` = no agent
+#   - one qemu-ga per virtio port named org.qemu.guest_agent.*, restarted when it exits; ports
+#     hot-plugged later are picked up on the kernel's uevent; kernel cmdline `qgactl.noagent` =
+#     no agent
 #   - /dev/vda (ext4) mounted at /mnt/data
 #   - /sbin/shutdown, poweroff, reboot, halt really act (busybox ... -f; needs ACPI for poweroff)
 #   - /sbin/hwclock sleeps N seconds first if /run/qgactl-slow-hwclock holds N (slow set-time)
@@ -194,6 +195,57 @@ exec /bin/busybox hwclock "$@"
 EOF
 chmod 755 "$R/sbin/hwclock"
 
+# ---------------------------------------------------------------- /sbin/qgactl-ports
+# Run by /init once and by `uevent` for every kernel uevent: keep the /dev/virtio-ports links
+# udev would make, and a supervised qemu-ga on each port named org.qemu.guest_agent.*.
+cat > "$R/sbin/qgactl-ports" <<'EOF'
+#!/bin/sh
+case "$SUBSYSTEM" in ''|virtio-ports) ;; *) exit 0 ;; esac
+log() { echo "qgactl-lab: $*" > /dev/console; }
+NOAGENT=0
+case " $(cat /proc/cmdline) " in *" qgactl.noagent "*) NOAGENT=1 ;; esac
+
+supervise() {  # $1: port name; runs qemu-ga while the port exists
+    name=$1
+    mkdir -p "/run/qga/$name"
+    while [ -e "/dev/virtio-ports/$name" ]; do
+        log "starting qemu-ga on $name"
+        qemu-ga -m virtio-serial -p "/dev/virtio-ports/$name" -t "/run/qga/$name" \
+            -l "/var/log/qemu-ga.$name.log" </dev/null >/dev/null 2>&1
+        log "qemu-ga on $name exited ($?)"
+        sleep 0.5
+    done
+    rm -f "/run/qga-sup/$name.pid"
+}
+
+# init's scan and uevent's may overlap at boot: one at a time (mkdir is atomic).
+until mkdir /run/qga-sup/scanning 2>/dev/null; do sleep 0.05; done
+for link in /dev/virtio-ports/*; do
+    [ -L "$link" ] && [ ! -e "$link" ] && rm -f "$link"
+done
+for d in /sys/class/virtio-ports/vport*; do
+    [ -r "$d/name" ] || continue
+    read -r name < "$d/name" || continue
+    [ -n "$name" ] || continue
+    dev=${d##*/}
+    [ -c "/dev/$dev" ] || continue
+    if ! [ "/dev/virtio-ports/$name" -ef "/dev/$dev" ]; then
+        ln -sfn "../$dev" "/dev/virtio-ports/$name"
+    fi
+    case "$name" in org.qemu.guest_agent.*) ;; *) continue ;; esac
+    [ $NOAGENT = 1 ] && continue
+    pidf=/run/qga-sup/$name.pid
+    if [ -f "$pidf" ]; then
+        read -r pid < "$pidf"
+        kill -0 "$pid" 2>/dev/null && continue
+    fi
+    supervise "$name" &
+    echo $! > "$pidf"
+done
+rmdir /run/qga-sup/scanning
+EOF
+chmod 755 "$R/sbin/qgactl-ports"
+
 # ---------------------------------------------------------------- /init
 cat > "$R/init" <<'EOF'
 #!/bin/sh
@@ -229,49 +281,21 @@ else
     log "no data disk (/dev/vda)"
 fi
 
-NOAGENT=0
-case " $(cat /proc/cmdline) " in *" qgactl.noagent "*) NOAGENT=1 ;; esac
-[ $NOAGENT = 1 ] && log "qgactl.noagent: not starting qemu-ga"
+case " $(cat /proc/cmdline) " in *" qgactl.noagent "*) log "qgactl.noagent: not starting qemu-ga" ;; esac
 
-supervise() {  # $1: port name; runs qemu-ga while the port exists
-    name=$1
-    mkdir -p "/run/qga/$name"
-    while [ -e "/dev/virtio-ports/$name" ]; do
-        log "starting qemu-ga on $name"
-        qemu-ga -m virtio-serial -p "/dev/virtio-ports/$name" -t "/run/qga/$name" \
-            -l "/var/log/qemu-ga.$name.log" </dev/null >/dev/null 2>&1
-        log "qemu-ga on $name exited ($?)"
-        sleep 0.5
-    done
-    rm -f "/run/qga-sup/$name.pid"
-}
+# Watch the virtio ports with the kernel's uevents (a port added, named or removed): no
+# polling, which kept every idle TCG guest ~3% busy on its host. The ports that exist now get
+# one scan by hand; uevent starts listening first, so none is missed in between.
+uevent /sbin/qgactl-ports &
+/sbin/qgactl-ports
+: > /run/qgactl-lab.ready
+log "ready"
 
-# Poll the virtio ports: keep the /dev/virtio-ports links udev would make, run the agents.
+# PID 1's last job: reap orphans. `wait` returns at once for a trapped signal; `sleep` would
+# hold the traps above until it ended.
 while :; do
-    for link in /dev/virtio-ports/*; do
-        [ -L "$link" ] && [ ! -e "$link" ] && rm -f "$link"
-    done
-    for d in /sys/class/virtio-ports/vport*; do
-        [ -r "$d/name" ] || continue
-        read -r name < "$d/name" || continue
-        [ -n "$name" ] || continue
-        dev=${d##*/}
-        [ -c "/dev/$dev" ] || continue
-        if ! [ "/dev/virtio-ports/$name" -ef "/dev/$dev" ]; then
-            ln -sfn "../$dev" "/dev/virtio-ports/$name"
-        fi
-        case "$name" in org.qemu.guest_agent.*) ;; *) continue ;; esac
-        [ $NOAGENT = 1 ] && continue
-        pidf=/run/qga-sup/$name.pid
-        if [ -f "$pidf" ]; then
-            read -r pid < "$pidf"
-            kill -0 "$pid" 2>/dev/null && continue
-        fi
-        supervise "$name" &
-        echo $! > "$pidf"
-    done
-    [ -f /run/qgactl-lab.ready ] || { : > /run/qgactl-lab.ready; log "ready"; }
-    sleep 0.5
+    sleep 3600 &
+    wait $!
 done
 EOF
 chmod 755 "$R/init"

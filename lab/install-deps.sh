@@ -12,8 +12,9 @@ PACKAGES=(
     qemu-system-x86 qemu-guest-agent
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     busybox-static kmod cpio e2fsprogs socat
-    # building libvirt-python from PyPI
-    libvirt-dev pkg-config gcc python3-venv
+    # the venv's interpreter (Debian's own python3, see the Makefile) and building
+    # libvirt-python from PyPI for it
+    python3 python3-venv python3-dev libvirt-dev pkg-config gcc
     # tools used by tests / demos
     virtinst libxml2-utils zsh fish tmux bash-completion
     # UEFI firmware for the virt-install XML corpus (--boot uefi)

@@ -9,8 +9,7 @@ Not here: talking to the agent (transport.py), changing XML (xmlgen.py).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from qgactl.errors import InvalidUsage, NotFound
 from qgactl.transport import libvirt_error
@@ -31,8 +30,7 @@ STATES = {
 }
 
 
-@dataclass(frozen=True)
-class DomainInfo:
+class DomainInfo(NamedTuple):
     name: str
     uuid: str
     id: int | None  # None when the domain is not running

@@ -59,6 +59,12 @@ class QgactlError(Exception):
         return self
 
 
+class OutputClosed(QgactlError):
+    """Whoever read stdout left (`qgactl ... | head`): not an error, nothing more to print."""
+
+    exit_code = ExitCode.OK
+
+
 class InvalidUsage(QgactlError):
     exit_code = ExitCode.USAGE
 

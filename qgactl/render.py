@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from qgactl.errors import QgactlError
+from qgactl.errors import OutputClosed, QgactlError
 
 if TYPE_CHECKING:
     from qgactl.discover import DomainInfo
@@ -92,30 +92,44 @@ class Terminal:
         if self.output == "raw" and raw is not None:
             self.reply_text(raw.text)
             return
-        if self.output in ("json", "raw"):
-            self.stdout.write(to_json_text(data) + "\n")
-        else:
-            self._console(self.stdout).print(table())
-        self.stdout.flush()
+        with self.writing():
+            if self.output in ("json", "raw"):
+                self.stdout.write(to_json_text(data) + "\n")
+            else:
+                self._console(self.stdout).print(table())
+            self.stdout.flush()
 
     def reply_text(self, text: str, *, pretty: bool = False) -> None:
         """A reply as the agent sent it (``qgactl raw``), with only terminal hazards escaped."""
         if pretty:
             text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        self.stdout.write(json_safe(text) + "\n")
-        self.stdout.flush()
+        with self.writing():
+            self.stdout.write(json_safe(text) + "\n")
+            self.stdout.flush()
 
     def document(self, text: str) -> None:
         """A document from the host (domain XML, a diff, a shell script) byte for byte, UTF-8
         whatever the locale: not guest data, and escaping would break it."""
-        self.stdout.flush()
-        buffer = getattr(self.stdout, "buffer", None)
-        if buffer is None:
-            self.stdout.write(text)
-        else:
-            buffer.write(text.encode("utf-8"))
-            buffer.flush()
-        self.stdout.flush()
+        with self.writing():
+            self.stdout.flush()
+            buffer = getattr(self.stdout, "buffer", None)
+            if buffer is None:
+                self.stdout.write(text)
+            else:
+                buffer.write(text.encode("utf-8"))
+                buffer.flush()
+            self.stdout.flush()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Writing to stdout: a failure becomes a QgactlError for main(), not an OSError
+        (Click would turn a broken pipe into a bare exit 1)."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise OutputClosed("the reader of stdout left") from None
+        except OSError as exc:
+            raise QgactlError(f"cannot write the output: {exc.strerror}") from None
 
     # -- stderr ---------------------------------------------------------------------------
 

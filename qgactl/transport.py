@@ -1,7 +1,7 @@
 """How a request reaches the agent: straight to a unix socket, or through libvirt.
 
 - ``Transport``: the seam (``send(request, command, timeout) -> Reply``); agent.py sees only it.
-- ``SocketTransport``: a ``wire.SocketChannel`` (bare QEMU chardevs, dedicated channels).
+- ``SocketTransport``: a ``channel.SocketChannel`` (bare QEMU chardevs, dedicated channels).
 - ``LibvirtTransport``: ``libvirt_qemu.qemuAgentCommand`` for the channel libvirt holds.
 - ``libvirt_error``: the one place where a libvirt error becomes a qgactl error (by error code,
   never by message text, except where libvirt uses one code for two situations).
@@ -26,7 +26,7 @@ from qgactl.errors import (
     ProtocolError,
     QgactlError,
 )
-from qgactl.wire import Deadline, Reply, SocketChannel, Trace, parse_reply
+from qgactl.wire import Deadline, Reply, Trace, parse_reply
 
 # Sending these through qemuAgentCommand breaks the domain's agent inside libvirt until
 # libvirtd restarts (PROTOCOL.md): libvirt runs its own guest-sync before every command.
@@ -50,6 +50,8 @@ class SocketTransport:
     kind = "socket"
 
     def __init__(self, path: str, *, trace: Trace | None = None) -> None:
+        from qgactl.channel import SocketChannel  # socket: not on the libvirt path
+
         self.target = path
         self._channel = SocketChannel(path, trace=trace)
 

@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from qgactl.errors import XmlPatchRefused
 
@@ -72,8 +71,7 @@ _DOMAIN_ORDER = (
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
-@dataclass(frozen=True)
-class Channel:
+class Channel(NamedTuple):
     """One ``devices/channel`` with a virtio target, as the domain XML describes it."""
 
     name: str  # target/@name ("" when the XML gives none)
@@ -87,8 +85,7 @@ class Channel:
         return self.name.startswith(AGENT_PREFIX)
 
 
-@dataclass(frozen=True)
-class Patch:
+class Patch(NamedTuple):
     """The result of an edit; ``xml is`` the input string itself when nothing changed."""
 
     xml: str
@@ -178,20 +175,17 @@ def add_agent_channel(
         new.append(_New("controller", [("type", "virtio-serial"), ("index", str(index))]))
         notes.append(f"added a virtio-serial controller (index {index})")
     source = [("mode", "bind")] + ([("path", path)] if path is not None else [])
-    channel = _New("channel", [("type", "unix")], [_New("source", source)])
-    channel.children.append(_New("target", [("type", "virtio"), ("name", name)]))
+    children = [_New("source", source), _New("target", [("type", "virtio"), ("name", name)])]
     where = f"socket {path}" if path is not None else "socket path chosen by libvirt"
     if address is not None:
         keys = ("controller", "bus", "port")
-        channel.children.append(
-            _New("address", [("type", "virtio-serial"), *zip(keys, map(str, address))])
-        )
+        children.append(_New("address", [("type", "virtio-serial"), *zip(keys, map(str, address))]))
         where += ", virtio-serial port {}.{}.{}".format(*address)
-    new.append(channel)
+    new.append(_New("channel", [("type", "unix")], tuple(children)))
     notes.append(f"added agent channel {name} (unix, bind, {where})")
 
     if devices is None:
-        edits = [doc.insert(doc.root, _New("devices", [], new), _DOMAIN_ORDER)]
+        edits = [doc.insert(doc.root, _New("devices", [], tuple(new)), _DOMAIN_ORDER)]
     elif not any(_is_element(child) for child in devices):
         edits = [doc.fill(devices, new)]
     else:
@@ -415,20 +409,18 @@ _MARKUP = re.compile(
 _QUOTE = re.compile(r"=\s*([\"'])")
 
 
-@dataclass
-class _New:
+class _New(NamedTuple):
     """An element to add, rendered in the document's own style."""
 
     tag: str
     attrs: list[tuple[str, str]]
-    children: list[_New] = field(default_factory=list)
+    children: tuple[_New, ...] = ()
 
     def size(self) -> int:
         return 1 + sum(child.size() for child in self.children)
 
 
-@dataclass(frozen=True)
-class _Edit:
+class _Edit(NamedTuple):
     start: int
     end: int
     text: str

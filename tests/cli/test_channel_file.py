@@ -491,12 +491,11 @@ def shared_domain() -> Any:
 
 
 def run_in_process(capsys: Any, *args: str) -> tuple[int, str, str]:
-    from qgactl.cli import main
+    from qgactl.cli import run
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["-c", "test:///default", "-o", "json", *args])
+    code = run(["-c", "test:///default", "-o", "json", *args])
     out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
+    return code, out, err
 
 
 def test_defined_xml_has_the_channel_and_keeps_secrets(capsys, shared_domain):

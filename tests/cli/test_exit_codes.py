@@ -226,6 +226,36 @@ def test_debug_does_not_change_the_exit_code(qgactl, tmp_path):
     assert run.stderr.splitlines()[-1].startswith("qgactl: no socket at")
 
 
+def test_a_reader_that_left_is_not_an_error(tmp_path):
+    """`qgactl domains | head -0`: the pipe is closed before qgactl writes. Nothing to say."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "qgactl", "-c", "test:///default", "-o", "json", "domains"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert (process.returncode, process.stderr) == (0, b"")
+
+
+def test_output_that_cannot_be_written_is_an_error():
+    with open("/dev/full", "w") as full:
+        process = subprocess.run(
+            [sys.executable, "-m", "qgactl", "-c", "test:///default", "-o", "json", "domains"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert process.returncode == 1
+    assert process.stderr.startswith("qgactl: cannot write the output: No space left on device")
+    assert "Traceback" not in process.stderr and len(process.stderr.splitlines()) == 1
+
+
 # -- 130: interrupted ------------------------------------------------------------------------
 
 

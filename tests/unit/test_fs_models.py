@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -165,7 +166,13 @@ def state_dir(tmp_path, monkeypatch):
 
 def _sleeper(*argv: str) -> subprocess.Popen[bytes]:
     """A process whose command line carries ``argv`` (sys.argv of `python -c`)."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    # Popen returns once exec began; the kernel shows the new command line a moment later.
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+    deadline = time.monotonic() + 5
+    while not cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return process
 
 
 def _write_state(key: str, pid: int, seconds: float = 60) -> None:

@@ -6,9 +6,10 @@ Two domains of the lab guest, each booted once (boots compete for two shared cor
   live (QEMU can't hot-plug the controller): add-channel defines it, says "next boot", and after
   the restart it asks for, ``qgactl ping`` answers.
 * ``ch-hotplug``: a controller but no channel, running. add-channel hot-plugs the channel and
-  ping answers without a restart (the guest's init polls for new virtio ports every 0.5 s and
-  starts qemu-ga on them); remove-channel unplugs it and ping says there is no channel (exit 4);
-  a second plug after the unplug works too, and so does a dedicated channel reached directly.
+  ping answers without a restart (the guest starts qemu-ga on a new virtio port when the
+  kernel's uevent announces it); remove-channel unplugs it and ping says there is no channel
+  (exit 4); a second plug after the unplug works too, and so does a dedicated channel reached
+  directly.
 
 Domains are named lab.test_domain_name(...) and destroyed + undefined in a finally. The time
 from the hot-plug to the first agent answer is printed ("timing: ..."), never asserted.
