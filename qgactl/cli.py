@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import click
 
-from qgactl import __version__, completion_scripts
+from qgactl import __version__, completion
 from qgactl.app import App
 from qgactl.commands import LazyGroup
 from qgactl.errors import ExitCode, InvalidUsage, OutputClosed, QgactlError
@@ -119,7 +119,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     terminal = Terminal(debug=debug)
-    if completion_scripts.COMPLETE_VAR in os.environ:  # a shell asking for completions
+    if completion.COMPLETE_VAR in os.environ:  # a shell asking for completions
+        from qgactl import completion_scripts
+
         completion_scripts.register()
     try:
         result = cli.main(args=args, prog_name="qgactl", standalone_mode=False)

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 if TYPE_CHECKING:
     from qgactl.agent import Agent
 
+# How a shell asks: Click's `_{PROG}_COMPLETE` variable (bash_complete, zsh_source...).
+COMPLETE_VAR = "_QGACTL_COMPLETE"
+
 LOOKUP_DEADLINE = 1.0
 # The agent call gets a little less, so that a late answer is cut by the agent's own timeout.
 AGENT_TIMEOUT = 0.8

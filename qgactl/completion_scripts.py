@@ -14,16 +14,14 @@ completions/; a test fails when the committed files differ from what this module
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import click
 from click.shell_completion import BashComplete, add_completion_class, get_completion_class
 
-if TYPE_CHECKING:
-    from pathlib import Path  # imported where used: cli.main imports this module on every start
+from qgactl.completion import COMPLETE_VAR
 
 PROG_NAME = "qgactl"
-COMPLETE_VAR = "_QGACTL_COMPLETE"
 # The file each shell loads by command name (see `make install-completions`).
 FILE_NAMES = {"bash": "qgactl.bash", "zsh": "_qgactl", "fish": "qgactl.fish"}
 
@@ -92,8 +90,6 @@ def write_scripts(directory: Path, command: click.Command) -> list[Path]:
 
 
 def main(argv: list[str]) -> None:
-    from pathlib import Path
-
     from qgactl.cli import cli  # a build step, like __main__: the arrows allow it
 
     if len(argv) != 1:

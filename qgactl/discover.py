@@ -9,11 +9,14 @@ Not here: talking to the agent (transport.py), changing XML (xmlgen.py).
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from qgactl.errors import InvalidUsage, NotFound
 from qgactl.transport import libvirt_error
-from qgactl.xmlgen import DEFAULT_CHANNEL, Channel, list_channels
+from qgactl.wire import DEFAULT_CHANNEL
+
+if TYPE_CHECKING:
+    from qgactl.xmlgen import Channel
 
 DEFAULT_URI = "qemu:///system"
 
@@ -167,6 +170,8 @@ class Libvirt:
     def describe(self, domain: Any) -> DomainInfo:
         """Name, state and agent channels of one domain, from its live XML."""
         import libvirt
+
+        from qgactl.xmlgen import list_channels  # XML code: off the path of a plain ping
 
         try:
             state_code = domain.state()[0]

@@ -19,6 +19,11 @@ from typing import Any, Callable
 
 from qgactl.errors import AgentCommandError, ProtocolError
 
+# The virtio-serial port names of the agent: qemu-ga listens on /dev/virtio-ports/
+# org.qemu.guest_agent.0 by default, and libvirt connects to the channel of that name.
+DEFAULT_CHANNEL = "org.qemu.guest_agent.0"
+AGENT_PREFIX = "org.qemu.guest_agent."
+
 # The agent writes 0xFF before its guest-sync-delimited reply, and a client sends 0xFF so the
 # agent drops any half-parsed request. 0xFF never occurs in UTF-8, so it is a safe delimiter.
 DELIMITER = b"\xff"

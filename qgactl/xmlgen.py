@@ -34,12 +34,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from qgactl.errors import XmlPatchRefused
+from qgactl.wire import AGENT_PREFIX, DEFAULT_CHANNEL
 
 if TYPE_CHECKING:
     from lxml import etree
 
-DEFAULT_CHANNEL = "org.qemu.guest_agent.0"
-AGENT_PREFIX = "org.qemu.guest_agent."
 
 # libvirt's qemu driver runs domains of these types; xen, lxc, test... have no QEMU guest agent
 # channel (hvf is QEMU on macOS' Hypervisor.framework).

@@ -42,8 +42,8 @@ from qgactl.errors import (
     QgactlError,
     XmlPatchRefused,
 )
+from qgactl.wire import DEFAULT_CHANNEL
 from qgactl.xmlgen import (
-    DEFAULT_CHANNEL,
     Patch,
     add_agent_channel,
     channel_elements,

@@ -15,8 +15,8 @@ import pytest
 from lxml import etree
 
 from qgactl.errors import ExitCode, XmlPatchRefused
+from qgactl.wire import DEFAULT_CHANNEL
 from qgactl.xmlgen import (
-    DEFAULT_CHANNEL,
     Channel,
     Patch,
     add_agent_channel,
