@@ -212,6 +212,20 @@ def test_internal_error_is_one_line_without_traceback(qgactl, tmp_path, buggy_en
     assert "--debug" in line
 
 
+def test_a_bug_in_one_of_several_pings_is_an_internal_error(qgactl, tmp_path):
+    """`ping D1 D2` runs each target in a thread: a bug there must reach main(), not vanish
+    with its thread (a missing row, exit 0)."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import qgactl.transport\n"
+        "def send(self, *args, **kwargs):\n"
+        "    raise RuntimeError('boom: a bug inside qgactl')\n"
+        "qgactl.transport.LibvirtTransport.send = send\n"
+    )
+    run = qgactl("-c", "test:///default", "ping", "test", "test", env={"PYTHONPATH": str(tmp_path)})
+    line = assert_one_line_error(run, 1)
+    assert "internal error: RuntimeError: boom" in line
+
+
 def test_internal_error_with_debug_shows_the_traceback(qgactl, tmp_path, buggy_env):
     run = qgactl("--debug", "--socket", str(tmp_path / "x.sock"), "ping", env=buggy_env)
     assert run.code == 1
