@@ -23,14 +23,18 @@ if TYPE_CHECKING:
     from qgactl.wire import Reply
 
 # Characters that are valid inside JSON strings but act on a terminal: C0 and C1 controls,
-# DEL, line/paragraph separators and bidirectional overrides (the "Trojan Source" set).
-_UNSAFE_IN_JSON = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
-
+# DEL, line/paragraph separators and bidirectional overrides (the "Trojan Source" set), each
+# mapped to its JSON escape. A str.translate table: a regex of it costs 0.4 ms to compile.
+_UNSAFE_IN_JSON = {
+    code: f"\\u{code:04x}"
+    for code in (
+        *range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, 0x200E,
+        0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A),
+    )
+}  # fmt: skip
 
 # guest-set-user-password's argument: never in a --debug trace (or a log it is copied into).
-_PASSWORD = re.compile(r'("password"\s*:\s*)"(?:[^"\\]|\\.)*"')
+_PASSWORD = r'("password"\s*:\s*)"(?:[^"\\]|\\.)*"'
 
 
 def escape_control(text: str) -> str:
@@ -47,7 +51,7 @@ def _visible(char: str) -> str:
 
 def json_safe(text: str) -> str:
     """Escape terminal-active characters in JSON text; the JSON value stays the same."""
-    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return text.translate(_UNSAFE_IN_JSON)
 
 
 def to_json_text(value: Any) -> str:
@@ -151,7 +155,7 @@ class Terminal:
         self._err(escape_control(message))
 
     def trace(self, direction: str, data: bytes) -> None:
-        text = _PASSWORD.sub(r'\1"<redacted>"', data.decode("utf-8", "backslashreplace"))
+        text = re.sub(_PASSWORD, r'\1"<redacted>"', data.decode("utf-8", "backslashreplace"))
         self._err(f"{direction} {escape_control(text)}")
 
     def _err(self, line: str) -> None:
