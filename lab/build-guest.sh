@@ -284,8 +284,8 @@ fi
 case " $(cat /proc/cmdline) " in *" qgactl.noagent "*) log "qgactl.noagent: not starting qemu-ga" ;; esac
 
 # Watch the virtio ports with the kernel's uevents (a port added, named or removed): no
-# polling, which kept every idle TCG guest ~3% busy on its host. The ports that exist now get
-# one scan by hand; uevent starts listening first, so none is missed in between.
+# polling, which cost every idle TCG guest ~2% of a host core (4.0% -> 1.7% without it). The
+# ports that exist now get one scan by hand; uevent starts listening first, so none is missed.
 uevent /sbin/qgactl-ports &
 /sbin/qgactl-ports
 : > /run/qgactl-lab.ready
