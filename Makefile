@@ -48,6 +48,12 @@ demo: deps venv
 	$(QGACTL) -o table fsinfo $(DEMO_DOMAIN)
 	$(QGACTL) -o table doctor $(DEMO_DOMAIN)
 	$(QGACTL) -o table info $(DEMO_DOMAIN)
+	$(QGACTL) exec $(DEMO_DOMAIN) -- uname -a
+	$(QGACTL) -o json exec $(DEMO_DOMAIN) -s -- 'echo "hello from $$(hostname)"; exit 3' || true
+	@echo "12 MB of exec output through libvirt (past its 10 MiB cliff), counted on the host:"
+	$(QGACTL) exec $(DEMO_DOMAIN) -- head -c 12000000 /dev/zero | wc -c
+	$(QGACTL) cp README.md $(DEMO_DOMAIN):/tmp/
+	$(QGACTL) cat $(DEMO_DOMAIN) /tmp/README.md | cmp - README.md && echo "cp + cat: identical"
 	@echo "The demo guest keeps running; stop it with: make demo-stop"
 
 demo-stop: venv

@@ -2,7 +2,8 @@
 """qgactl benchmarks: whole-process times against a floor, as medians and ratios.
 
     .venv/bin/python bench/run.py                 # every section
-    .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet, completion
+    .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
+                                                  # completion, exec, transfer
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -19,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -105,20 +106,22 @@ assert "return" in libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}'
 
 
 @contextlib.contextmanager
-def lab_domains(count: int) -> Iterator[list[str]]:
-    """``count`` running lab guests with an agent on .0 (booted one after another)."""
+def lab_domains(count: int) -> Iterator[list[Any]]:
+    """``count`` running lab guests (lab.LabDomain: a str) with an agent on .0 and a
+    dedicated .1 socket, booted one after another."""
     from lab import lab
 
     lab.build_guest()
     lab.ensure_libvirtd()
     names: list[str] = []
+    domains = []
     try:
         for index in range(count):
             name = lab.test_domain_name(f"bench{index}")
             names.append(name)
-            lab.start_domain(name, dedicated=True)
+            domains.append(lab.start_domain(name, dedicated=True))
             print(f"  booted {name}", file=sys.stderr)
-        yield names
+        yield domains
     finally:
         for name in names:
             lab.destroy_and_undefine(name)
@@ -186,11 +189,25 @@ def bench_completion() -> None:
     completion.run()
 
 
+def bench_exec() -> None:
+    from bench import transfer
+
+    transfer.bench_exec()
+
+
+def bench_transfer() -> None:
+    from bench import transfer
+
+    transfer.bench_transfer()
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "socket": bench_socket,
     "libvirt": bench_libvirt,
     "fleet": bench_fleet,
     "completion": bench_completion,
+    "exec": bench_exec,
+    "transfer": bench_transfer,
 }
 
 

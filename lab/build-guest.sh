@@ -203,14 +203,21 @@ cat > "$R/sbin/qgactl-ports" <<'EOF'
 case "$SUBSYSTEM" in ''|virtio-ports) ;; *) exit 0 ;; esac
 log() { echo "qgactl-lab: $*" > /dev/console; }
 NOAGENT=0
-case " $(cat /proc/cmdline) " in *" qgactl.noagent "*) NOAGENT=1 ;; esac
+BLOCK=
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+        qgactl.noagent) NOAGENT=1 ;;
+        qgactl.block=*) BLOCK="-b ${word#qgactl.block=}" ;;  # qemu-ga --block-rpcs LIST
+    esac
+done
 
 supervise() {  # $1: port name; runs qemu-ga while the port exists
     name=$1
     mkdir -p "/run/qga/$name"
     while [ -e "/dev/virtio-ports/$name" ]; do
         log "starting qemu-ga on $name"
-        qemu-ga -m virtio-serial -p "/dev/virtio-ports/$name" -t "/run/qga/$name" \
+        # shellcheck disable=SC2086  # $BLOCK is "" or two words
+        qemu-ga -m virtio-serial -p "/dev/virtio-ports/$name" -t "/run/qga/$name" $BLOCK \
             -l "/var/log/qemu-ga.$name.log" </dev/null >/dev/null 2>&1
         log "qemu-ga on $name exited ($?)"
         sleep 0.5

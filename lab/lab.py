@@ -27,7 +27,8 @@ Raw agent socket (QEMU chardev, one client at a time)
                                                  ({"return": ...} or {"error": ...})
 
 Plain QEMU
-    PlainQemuGuest(workdir, *, noagent=False, dedicated=False, memory=256)
+    PlainQemuGuest(workdir, *, noagent=False, dedicated=False, memory=256, block="")
+                                                 block: qemu-ga --block-rpcs LIST in the guest
         .socket_path      workdir/qga.sock   (org.qemu.guest_agent.0)
         .dedicated_socket workdir/qga1.sock  (org.qemu.guest_agent.1) or None
         .qmp_path         workdir/qmp.sock   (QMP monitor, e.g. for device_add / hot-plug)
@@ -279,9 +280,11 @@ class PlainQemuGuest:
         noagent: bool = False,
         dedicated: bool = False,
         memory: int = 256,
+        block: str = "",
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.noagent = noagent
+        self.block = block  # qemu-ga --block-rpcs in the guest, e.g. "guest-exec,guest-file-open"
         self.memory = memory
         self.socket_path = self.workdir / "qga.sock"
         self.dedicated_socket = self.workdir / "qga1.sock" if dedicated else None
@@ -300,6 +303,7 @@ class PlainQemuGuest:
     def command(self) -> list[str]:
         paths = existing_paths()
         cmdline = KERNEL_CMDLINE + (" qgactl.noagent" if self.noagent else "")
+        cmdline += f" qgactl.block={self.block}" if self.block else ""
         cmd = [
             _need(QEMU_BIN),
             "-name", f"qgactl-lab,process=qgactl-lab-{self.workdir.name}",

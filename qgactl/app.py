@@ -36,6 +36,7 @@ class App:
         socket: str | None,
     ) -> None:
         self.timeout = timeout
+        self.output_requested = output  # before "auto" is resolved: exec and cat print bytes
         self.debug = debug
         self.connect_uri = connect
         self.transport_choice = transport

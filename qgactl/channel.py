@@ -73,13 +73,18 @@ class SocketChannel:
         away (the guest powered off), means success; an error reply still comes back.
         """
         self._ensure_synced(deadline)
-        self._send(request, deadline, command)
         try:
-            line = self._next_line(deadline, command)
-        except (AgentTimeout, AgentUnavailable):
-            if not expect_reply:
-                return None
-            self._synced = False  # a late reply may still come: re-sync before the next command
+            self._send(request, deadline, command)
+            try:
+                line = self._next_line(deadline, command)
+            except (AgentTimeout, AgentUnavailable):
+                if not expect_reply:
+                    return None
+                raise
+        except BaseException:
+            # Interrupted half way (a signal): half a request may sit in the agent's parser
+            # and its reply may still come; the sync before the next command drops both.
+            self._synced = False
             raise
         return parse_reply(line, command)
 

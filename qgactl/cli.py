@@ -142,7 +142,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except click.UsageError as exc:
         # One line, like every other error, instead of click's four-line usage block.
         command = exc.ctx.command_path if exc.ctx else "qgactl"
-        terminal.error(InvalidUsage(exc.format_message(), hint=f"see {command} --help"))
+        hint = f"see {command} --help"
+        if isinstance(exc, click.NoSuchOption) and command.endswith(" exec"):
+            hint = "the guest command and its options go after --: qgactl exec DOMAIN -- CMD"
+        terminal.error(InvalidUsage(exc.format_message(), hint=hint))
         code = exc.exit_code
     except click.ClickException as exc:
         terminal.error(QgactlError(exc.format_message()))

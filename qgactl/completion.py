@@ -179,6 +179,20 @@ def complete_raw_words(ctx: Any, param: Any, incomplete: str) -> list[str]:
     return sorted(name for name in commands if name.startswith(incomplete))
 
 
+def complete_exec_words(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """``qgactl exec [DOMAIN] CMD...``: the domain; the guest's commands are not completed."""
+    if ctx.params.get(param.name) or _root_params(ctx).get("socket"):
+        return []
+    return complete_running_domains(ctx, param, incomplete)
+
+
+def complete_copy_paths(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """``qgactl cp SRC DST``: ``DOMAIN:`` for the guest side; host paths are the shell's."""
+    if ":" in incomplete or "/" in incomplete or _root_params(ctx).get("socket"):
+        return []
+    return [f"{name}:" for name in complete_running_domains(ctx, param, incomplete)]
+
+
 def _mountpoints(agent: Agent) -> list[str]:
     return [filesystem.mountpoint for filesystem in agent.fsinfo()]
 

@@ -91,7 +91,7 @@ class AgentCommandError(QgactlError):
     ) -> None:
         super().__init__(
             f"{command}: {error_class}: {desc}",
-            hint=hint or _agent_error_hint(desc),
+            hint=hint or _agent_error_hint(command, desc),
             command=command,
             error_class=error_class,
             desc=desc,
@@ -118,14 +118,16 @@ class LibvirtFailure(QgactlError):
     exit_code = ExitCode.LIBVIRT
 
 
-def _agent_error_hint(desc: str) -> str | None:
+def _agent_error_hint(command: str, desc: str) -> str | None:
     """What to do about the agent's most common refusals (its own wording, qemu-ga 7.2)."""
     if "frozen state" in desc:
         return "the guest's filesystems are frozen: qgactl fsfreeze DOMAIN --thaw"
     if "has been disabled" in desc:
         return (
-            "blocked in the guest (qemu-ga --block-rpcs / block-rpcs= in its config) or "
-            "unsupported on its OS; `qgactl info` lists what is enabled"
+            f"{command} is blocked in the guest's qemu-ga or unsupported on its OS; to allow "
+            "it, take it out of block-rpcs (--block-rpcs, /etc/qemu/qemu-ga.conf; BLACKLIST_RPC "
+            "in /etc/sysconfig/qemu-ga on RHEL) or add it to allow-rpcs (qemu-ga 8.0+), and "
+            "restart qemu-ga; `qgactl info` lists what is enabled"
         )
     if "has not been found" in desc:
         return "this agent doesn't know that command; `qgactl info` lists what it knows"

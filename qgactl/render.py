@@ -135,6 +135,13 @@ class Terminal:
         except OSError as exc:
             raise QgactlError(f"cannot write the output: {exc.strerror}") from None
 
+    def guest_bytes(self, stream: str) -> GuestBytes:
+        """Where a guest command's or file's bytes go ("stdout" or "stderr"): byte for byte
+        into a pipe or a file; on a terminal with control characters escaped, so that the
+        guest can't drive it (pipe or redirect for the exact bytes)."""
+        text = self.stdout if stream == "stdout" else self.stderr
+        return GuestBytes(text, self)
+
     # -- stderr ---------------------------------------------------------------------------
 
     @property
@@ -171,10 +178,75 @@ class Terminal:
         with self._console(self.stderr).status(escape_control(message)) as spinner:
             yield lambda text: spinner.update(escape_control(text))
 
+    @contextlib.contextmanager
+    def progress(self, description: str) -> Iterator[Callable[[int, int | None], None] | None]:
+        """A progress bar with rate and ETA on stderr when it is a terminal (else None); yields
+        a function of (bytes just moved, the total when it becomes known)."""
+        if not self.stderr_is_terminal:
+            yield None
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self._console(self.stderr), transient=True) as bar:
+            task = bar.add_task(escape_control(description), total=None)
+
+            def advance(count: int, total: int | None) -> None:
+                if total is not None:
+                    bar.update(task, total=total)
+                bar.advance(task, count)
+
+            yield advance
+
     def _console(self, file: IO[str]) -> Any:
         from rich.console import Console
 
         return Console(file=file, markup=False, emoji=False, highlight=False)
+
+
+class GuestBytes:
+    """A binary sink for guest data on one of the Terminal's streams (see guest_bytes)."""
+
+    def __init__(self, text: IO[str], terminal: Terminal) -> None:
+        self._text = text
+        self._terminal = terminal
+        self._buffer: IO[bytes] | None = None if isatty(text) else getattr(text, "buffer", None)
+        self._decoder: Any = None
+        if self._buffer is None:
+            import codecs
+
+            self._decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+
+    def write(self, data: bytes) -> int:
+        with self._terminal.writing():
+            if self._buffer is not None:
+                self._text.flush()
+                self._buffer.write(data)
+                self._buffer.flush()
+            else:
+                text = self._decoder.decode(data)
+                self._text.write("".join(_shown(line) for line in text.splitlines(True)))
+                self._text.flush()
+        return len(data)
+
+
+def _shown(line: str) -> str:
+    """One line of guest output for a terminal: its line ending and tabs kept."""
+    body = line.rstrip("\r\n")
+    return escape_control(body).replace("\\x09", "\t") + line[len(body) :]
 
 
 def isatty(stream: IO[str]) -> bool:

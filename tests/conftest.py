@@ -32,18 +32,26 @@ class Run:
         return json.loads(self.stdout)
 
 
-def run_qgactl(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
-    """Run qgactl in a child process (real exit codes, real pipes); measure time and memory."""
+def run_qgactl(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: bytes | None = None
+) -> Run:
+    """Run qgactl in a child process (real exit codes, real pipes); measure time and memory.
+    ``stdin``: bytes to feed it (else it inherits pytest's)."""
     child_env = {key: value for key, value in os.environ.items() if key != "QGACTL_OUTPUT"}
     child_env.update(env or {})
     _reset_peak_rss()
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "qgactl", *args],
+        stdin=None if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=child_env,
     )
+    if stdin is not None:
+        assert process.stdin is not None
+        feeder = threading.Thread(target=_feed, args=(process.stdin, stdin), daemon=True)
+        feeder.start()
     outputs: dict[str, bytes] = {}
     readers = [
         threading.Thread(target=lambda n=name, s=stream: outputs.__setitem__(n, s.read()))
@@ -71,6 +79,14 @@ def run_qgactl(*args: str, env: dict[str, str] | None = None, timeout: float = 6
         time.monotonic() - started,
         usage.ru_maxrss,
     )
+
+
+def _feed(pipe: Any, data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except BrokenPipeError:
+        pass  # qgactl stopped reading: that is what some tests check
 
 
 def _reset_peak_rss() -> None:

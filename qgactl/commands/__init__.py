@@ -14,10 +14,13 @@ import click
 
 COMMANDS = {
     "add-channel": "qgactl.commands.channel:add_channel",
+    "cat": "qgactl.commands.files:cat",
     "completion": "qgactl.commands.completion_cmd:completion",
+    "cp": "qgactl.commands.files:cp",
     "disks": "qgactl.commands.fs:disks",
     "doctor": "qgactl.commands.doctor:doctor",
     "domains": "qgactl.commands.domains:domains",
+    "exec": "qgactl.commands.execute:exec_",
     "fsfreeze": "qgactl.commands.fs:fsfreeze",
     "fsinfo": "qgactl.commands.fs:fsinfo",
     "fstrim": "qgactl.commands.fs:fstrim",

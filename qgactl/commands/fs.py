@@ -20,7 +20,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,6 +28,7 @@ from qgactl import completion, render, watchdog
 from qgactl.app import App, domain_argument, pass_app
 from qgactl.errors import AgentCommandError, ExitCode, InvalidUsage, QgactlError
 from qgactl.models import Disk, DiskAddress, Filesystem, TrimResult
+from qgactl.signals import DeferredSignals
 
 if TYPE_CHECKING:
     from qgactl.agent import Agent
@@ -37,7 +37,6 @@ FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: the default 5 s 
 THAW_RETRY_SECONDS = 30.0  # qgactl's own thaw keeps trying this long before it gives up
 KILL_GRACE = 2.0  # CMD's process group gets this long after SIGTERM before SIGKILL
 RUN_TIMED_OUT = 124  # like timeout(1)
-INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class AlreadyFrozen(QgactlError):
@@ -158,7 +157,7 @@ def _freeze(
     auto = None
     if auto_thaw is not None:
         auto = watchdog.start(guest.watchdog_target(), seconds=auto_thaw, key=guest.key)
-    with _DeferredSignals() as signals:
+    with DeferredSignals() as signals:
         try:
             count = guest.freeze(agent, mountpoints)
         except AlreadyFrozen:
@@ -228,7 +227,7 @@ def _run_frozen(
     guard = watchdog.start(guest.watchdog_target(), seconds=None, guard=True)
     started = time.monotonic()
     status: int = ExitCode.EXEC_FAILED
-    with _DeferredSignals() as signals:
+    with DeferredSignals() as signals:
         try:
             count: int | None = guest.freeze(agent, mountpoints)
         except AlreadyFrozen:
@@ -259,7 +258,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _run_command(command: str, timeout_run: float | None, signals: _DeferredSignals) -> int:
+def _run_command(command: str, timeout_run: float | None, signals: DeferredSignals) -> int:
     """Run CMD in a process group of its own (so a hang or a signal can stop all of it)."""
     process = subprocess.Popen(["/bin/sh", "-c", command], preexec_fn=os.setpgrp)
     deadline = None if timeout_run is None else time.monotonic() + timeout_run
@@ -292,31 +291,6 @@ def _stop_group(process: subprocess.Popen[bytes], signum: int) -> None:
 def _wait_status(returncode: int) -> int:
     """A shell-style status: 128+N when a signal N ended CMD (Popen says -N)."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-class _DeferredSignals:
-    """Record SIGINT, SIGTERM and SIGHUP instead of acting on them while a guest may be frozen.
-
-    A handler that raised could interrupt the thaw itself; with a recording handler, blocking
-    calls simply resume (PEP 475) and the code checks ``received`` at safe points.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _DeferredSignals:
-        for signum in INTERRUPTING:
-            self._previous[signum] = signal.signal(signum, self._note)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _note(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is None:
-            self.received = signum
 
 
 # -- one guest's freeze and thaw --------------------------------------------------------------

@@ -11,6 +11,8 @@ Fixtures (all session-scoped):
     lab_paths                 lab.Paths of the built guest (kernel, initrd, data_img, ...)
     plain_qemu_guest          lab.PlainQemuGuest, agent answering: .socket_path (.0),
                               .dedicated_socket (.1), .qmp_path, .console_log, .pid
+    blocked_guest             lab.PlainQemuGuest whose qemu-ga blocks guest-exec and
+                              guest-file-open (RHEL's default config blocks both)
     libvirt_ready             "qemu:///system" once libvirtd answers
     conn                      a libvirt-python connection to it
     lab_domain                lab.LabDomain (a str: the domain name) running, agent answering
@@ -81,6 +83,24 @@ def plain_qemu_guest(
     except lab.LabError as e:
         guest.stop()
         _fail("plain QEMU guest did not come up", e)
+    try:
+        yield guest
+    finally:
+        guest.stop()
+
+
+@pytest.fixture(scope="session")
+def blocked_guest(
+    lab_paths: lab.Paths, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[lab.PlainQemuGuest]:
+    guest = lab.PlainQemuGuest(
+        tmp_path_factory.mktemp("blocked"), block="guest-exec,guest-file-open"
+    )
+    try:
+        guest.start()
+    except lab.LabError as e:
+        guest.stop()
+        _fail("plain QEMU guest (blocked agent) did not come up", e)
     try:
         yield guest
     finally:
