@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 QGACTL := $(VENV)/bin/qgactl
 DEMO_DOMAIN ?= qgactl-demo
 
-.PHONY: deps venv test test-fast lint demo demo-stop bench completions \
+.PHONY: deps venv test test-fast test-install lint demo demo-stop bench completions \
         install-completions deb clean
 
 # Debian packages: qemu, qemu-ga, libvirtd, the kernel tools for the lab guest, shells.
@@ -36,9 +36,13 @@ lint: venv
 test: deps venv lint
 	$(PY) -m pytest
 
-# Without the guests: about ten seconds.
+# Without the guests and without building packages: about ten seconds.
 test-fast: venv
-	$(PY) -m pytest -m "not vm"
+	$(PY) -m pytest -m "not vm and not install"
+
+# The INSTALLED qgactl: the wheel, the sdist and the .deb built, installed and run.
+test-install: venv
+	$(PY) -m pytest -m install
 
 demo: deps venv
 	$(PY) lab/lab.py demo-start $(DEMO_DOMAIN)
