@@ -10,7 +10,8 @@ PY     := $(VENV)/bin/python
 QGACTL := $(VENV)/bin/qgactl
 DEMO_DOMAIN ?= qgactl-demo
 
-.PHONY: deps venv test test-fast lint demo demo-stop bench completions install-completions clean
+.PHONY: deps venv test test-fast test-install lint demo demo-stop bench completions \
+        install-completions deb clean
 
 # Debian packages: qemu, qemu-ga, libvirtd, the kernel tools for the lab guest, shells.
 deps:
@@ -35,9 +36,13 @@ lint: venv
 test: deps venv lint
 	$(PY) -m pytest
 
-# Without the guests: about ten seconds.
+# Without the guests and without building packages: about ten seconds.
 test-fast: venv
-	$(PY) -m pytest -m "not vm"
+	$(PY) -m pytest -m "not vm and not install"
+
+# The INSTALLED qgactl: the wheel, the sdist and the .deb built, installed and run.
+test-install: venv
+	$(PY) -m pytest -m install
 
 demo: deps venv
 	$(PY) lab/lab.py demo-start $(DEMO_DOMAIN)
@@ -71,5 +76,23 @@ install-completions:
 	install -D -m 644 completions/_qgactl $(DESTDIR)/usr/share/zsh/vendor-completions/_qgactl
 	install -D -m 644 completions/qgactl.fish $(DESTDIR)/usr/share/fish/vendor_completions.d/qgactl.fish
 
+# dist/qgactl_<version>_all.deb, built by Debian's own tooling (debian/, dh-python) from a clean
+# copy of the tree (lab/srctree.py) in dist/deb/, so that dpkg-buildpackage's ../ (.changes,
+# .buildinfo) is under dist/ too. PATH is the system's: pybuild calls `python3.11` through PATH,
+# and pyenv's has no `build` module. The build dependencies (debian/control) are installed as
+# root with apt-get build-dep, only when dpkg-checkbuilddeps finds some missing.
+SYSTEM_PATH := /usr/sbin:/usr/bin:/sbin:/bin
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get \
+           -o DPkg::Lock::Timeout=120
+deb: export PATH := $(SYSTEM_PATH)
+deb:
+	dpkg-checkbuilddeps 2>/dev/null || $(APT_GET) build-dep -y ./ \
+	    || { $(APT_GET) update && $(APT_GET) build-dep -y ./; }
+	rm -rf dist/deb
+	mkdir -p dist
+	/usr/bin/python3 lab/srctree.py dist/deb/qgactl
+	cd dist/deb/qgactl && dpkg-buildpackage --build=binary --no-sign
+	cp dist/deb/qgactl_*_all.deb dist/
+
 clean:
-	rm -rf $(VENV) lab/build .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) lab/build .pytest_cache .mypy_cache .ruff_cache *.egg-info dist

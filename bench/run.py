@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
-                                                  # completion, exec, transfer
+                                                  # completion, deb, exec, transfer
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -183,6 +183,28 @@ def bench_fleet(count: int = 16) -> None:
         )
 
 
+DEB_QGACTL = "/usr/bin/qgactl"
+
+
+def bench_deb() -> None:
+    """The .deb (Debian's python3 with python3-click, -rich, -libvirt) next to the venv."""
+    if not os.path.exists(DEB_QGACTL):
+        print(
+            f"\ndeb: skipped, {DEB_QGACTL} is not installed "
+            "(make deb && apt-get install ./dist/qgactl_*.deb)"
+        )
+        return
+    compare(
+        "qgactl --help start-up: the .deb install vs the venv install",
+        (".venv/bin/qgactl --help (the venv)", lambda: timed([*QGACTL, "--help"])),
+        (
+            "/usr/bin/qgactl --help (the .deb)",
+            lambda: timed(["/usr/bin/python3", DEB_QGACTL, "--help"]),
+        ),
+        runs=50,
+    )
+
+
 def bench_completion() -> None:
     from bench import completion
 
@@ -206,6 +228,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "libvirt": bench_libvirt,
     "fleet": bench_fleet,
     "completion": bench_completion,
+    "deb": bench_deb,
     "exec": bench_exec,
     "transfer": bench_transfer,
 }

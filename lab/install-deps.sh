@@ -17,6 +17,9 @@ PACKAGES=(
     python3 python3-venv python3-dev libvirt-dev pkg-config gcc
     # tools used by tests / demos
     virtinst libxml2-utils zsh fish tmux bash-completion
+    # the .deb tier (tests/install/): checking the package and its man page. `make deb`
+    # installs the build dependencies itself (apt-get build-dep, from debian/control).
+    lintian man-db
     # UEFI firmware for the virt-install XML corpus (--boot uefi)
     ovmf
     # a libvirt remote URI (qemu+ssh://) for real: the tests start their own sshd on loopback
