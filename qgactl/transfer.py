@@ -206,12 +206,15 @@ def _guest_tar(agent: Agent, argv: list[str], stdout: Sink | None = None) -> Non
 def _safe_member(member: tarfile.TarInfo, top: str) -> bool:
     """A member of the guest's archive that lands inside ``top`` and is no device or link to
     elsewhere (an untrusted guest chooses the archive's contents)."""
+    def inside(path: str) -> bool:
+        return path == top or path.startswith(top + "/")
+
     path = posixpath.normpath(member.name)
-    if path.startswith(("/", "..")) or not (path == top or path.startswith(top + "/")):
+    if member.name.startswith("/") or not inside(path):
         return False
     if member.issym():
         target = posixpath.normpath(posixpath.join(posixpath.dirname(path), member.linkname))
-        return not member.linkname.startswith("/") and target.startswith(top)
+        return not member.linkname.startswith("/") and inside(target)
     return member.isfile() or member.isdir()
 
 
