@@ -18,8 +18,6 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from qgactl.errors import OutputClosed, QgactlError
 
 if TYPE_CHECKING:
-    from qgactl.discover import DomainInfo
-    from qgactl.models import AgentInfo, OsInfo, PingResult
     from qgactl.wire import Reply
 
 # Characters that are valid inside JSON strings but act on a terminal: C0 and C1 controls,
@@ -287,55 +285,3 @@ def _box() -> Any:
     from rich import box
 
     return box.SIMPLE_HEAD
-
-
-# -- one table builder per model ---------------------------------------------------------------
-
-
-def ping_table(results: Sequence[PingResult]) -> Any:
-    return rows_table(
-        ["TARGET", "STATUS", "TIME", "TRANSPORT", "ERROR"],
-        [
-            (
-                result.target,
-                "ok" if result.ok else "failed",
-                f"{result.milliseconds:.1f} ms" if result.milliseconds is not None else None,
-                result.transport,
-                result.failure.message if result.failure else None,
-            )
-            for result in results
-        ],
-    )
-
-
-def info_table(info: AgentInfo) -> Any:
-    return rows_table(
-        ["COMMAND", "ENABLED", "REPLIES ON SUCCESS"],
-        [(c.name, c.enabled, c.success_response) for c in info.commands],
-        title=f"qemu-ga {escape_control(info.version)}: {len(info.commands)} commands, "
-        f"{len(info.disabled)} disabled",
-    )
-
-
-def osinfo_table(info: OsInfo) -> Any:
-    return fields_table(
-        [
-            ("Name", info.pretty_name or info.name),
-            ("Version", info.version),
-            ("ID", info.id),
-            ("Variant", info.variant),
-            ("Kernel", info.kernel_release),
-            ("Kernel build", info.kernel_version),
-            ("Machine", info.machine),
-        ]
-    )
-
-
-def domains_table(domains: Sequence[DomainInfo], transports: Sequence[str]) -> Any:
-    return rows_table(
-        ["ID", "NAME", "STATE", "AGENT", "TRANSPORT"],
-        [
-            (d.id, d.name, d.state, d.agent_state, transport)
-            for d, transport in zip(domains, transports)
-        ],
-    )

@@ -206,6 +206,7 @@ def _guest_tar(agent: Agent, argv: list[str], stdout: Sink | None = None) -> Non
 def _safe_member(member: tarfile.TarInfo, top: str) -> bool:
     """A member of the guest's archive that lands inside ``top`` and is no device or link to
     elsewhere (an untrusted guest chooses the archive's contents)."""
+
     def inside(path: str) -> bool:
         return path == top or path.startswith(top + "/")
 

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from qgactl import completion, render
+from qgactl import completion, tables
 from qgactl.app import App, domain_argument, pass_app
 from qgactl.errors import (
     AgentTimeout,
@@ -55,7 +55,7 @@ def ping(app: App, domain: tuple[str, ...], wait: float) -> int:
     for failure in failures:
         app.terminal.error(failure)
     app.terminal.result(
-        [result.to_json() for result in results], lambda: render.ping_table(results)
+        [result.to_json() for result in results], lambda: tables.ping_table(results)
     )
     return failures[0].exit_code if failures else ExitCode.OK
 
@@ -123,7 +123,7 @@ def info(app: App, domain: str | None) -> None:
     agent = app.open_agent(domain)
     agent_info = agent.info()
     app.terminal.result(
-        agent_info.to_json(), lambda: render.info_table(agent_info), raw=agent.last_reply
+        agent_info.to_json(), lambda: tables.info_table(agent_info), raw=agent.last_reply
     )
 
 
@@ -135,7 +135,7 @@ def osinfo(app: App, domain: str | None) -> None:
     agent = app.open_agent(domain)
     os_info = agent.osinfo()
     app.terminal.result(
-        os_info.to_json(), lambda: render.osinfo_table(os_info), raw=agent.last_reply
+        os_info.to_json(), lambda: tables.osinfo_table(os_info), raw=agent.last_reply
     )
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from qgactl import completion, render
+from qgactl import completion, tables
 from qgactl.app import App, pass_app
 from qgactl.errors import AgentCommandError, ExitCode, QgactlError
 
@@ -397,10 +397,6 @@ def doctor(app: App, domain: str | None) -> int:
     }
     app.terminal.result(
         report,
-        lambda: render.rows_table(
-            ["CHECK", "STATUS", "DETAIL", "FIX"],
-            [(c.check, c.status, c.detail, c.fix) for c in checks],
-            title=f"qgactl doctor {app.target_name(domain)}",
-        ),
+        lambda: tables.doctor_table(app.target_name(domain), checks),
     )
     return int(code)

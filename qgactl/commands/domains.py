@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from qgactl import render
+from qgactl import tables
 from qgactl.app import App, pass_app
 
 
@@ -16,5 +16,5 @@ def domains(app: App) -> None:
     infos = libvirt.list_domains()
     rows = [info.to_json(remote=libvirt.is_remote) for info in infos]
     app.terminal.result(
-        rows, lambda: render.domains_table(infos, [row["transport"] for row in rows])
+        rows, lambda: tables.domains_table(infos, [row["transport"] for row in rows])
     )

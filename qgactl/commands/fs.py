@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qgactl import completion, render, watchdog
+from qgactl import completion, tables, watchdog
 from qgactl.app import App, domain_argument, pass_app
 from qgactl.errors import AgentCommandError, ExitCode, InvalidUsage, QgactlError
-from qgactl.models import Disk, DiskAddress, Filesystem, TrimResult
 from qgactl.signals import DeferredSignals
 
 if TYPE_CHECKING:
@@ -144,7 +143,7 @@ def _status(app: App, domain: str | None) -> int:
     status = agent.fsfreeze_status()
     armed = watchdog.pending(_state_key(app, domain))
     data = {"target": app.target_name(domain), "status": status, "auto_thaw": _armed_json(armed)}
-    app.terminal.result(data, lambda: _freeze_table(data), raw=agent.last_reply)
+    app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.last_reply)
     return ExitCode.OK
 
 
@@ -179,7 +178,7 @@ def _freeze(
         "frozen": count,
         "auto_thaw": _armed_json(armed),
     }
-    app.terminal.result(data, lambda: _freeze_table(data))
+    app.terminal.result(data, lambda: tables.freeze_table(data))
     if count == 0:
         app.terminal.warn(
             f"{guest.name}: nothing was frozen (no such mount point, none freezable, "
@@ -206,7 +205,7 @@ def _thaw(app: App, domain: str | None) -> int:
         "thawed": count,
         "auto_thaw_cancelled": cancelled.pid if cancelled else None,
     }
-    app.terminal.result(data, lambda: _freeze_table(data), raw=agent.last_reply)
+    app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.last_reply)
     return ExitCode.OK
 
 
@@ -240,7 +239,7 @@ def _run_frozen(
         try:
             if count is not None and not signals.received:
                 app.terminal.note(
-                    f"froze {_filesystems(count)} of {guest.name}; running: {command}"
+                    f"froze {tables.filesystems(count)} of {guest.name}; running: {command}"
                 )
                 status = _run_command(command, timeout_run, signals)
         finally:
@@ -249,7 +248,7 @@ def _run_frozen(
         return ExitCode.EXEC_FAILED  # the guard keeps trying once we are gone
     _stop(guard)
     seconds = time.monotonic() - started
-    app.terminal.note(f"thawed {_filesystems(thawed)} of {guest.name} after {seconds:.1f} s")
+    app.terminal.note(f"thawed {tables.filesystems(thawed)} of {guest.name} after {seconds:.1f} s")
     return 128 + signals.received if signals.received else status
 
 
@@ -414,23 +413,6 @@ def _armed_json(armed: watchdog.Pending | None) -> dict[str, Any] | None:
     return armed.to_json() if armed else None
 
 
-def _freeze_table(data: dict[str, Any]) -> Any:
-    auto = data.get("auto_thaw")
-    pairs: list[tuple[str, Any]] = [("Target", data["target"]), ("Status", data["status"])]
-    for key, label in (("frozen", "Frozen"), ("thawed", "Thawed")):
-        if key in data:
-            pairs.append((label, _filesystems(data[key])))
-    if auto:
-        pairs.append(("Auto-thaw", f"in {auto['seconds_left']:.0f} s (watchdog pid {auto['pid']})"))
-    if data.get("auto_thaw_cancelled"):
-        pairs.append(("Auto-thaw", f"cancelled (watchdog pid {data['auto_thaw_cancelled']})"))
-    return render.fields_table(pairs)
-
-
-def _filesystems(count: int) -> str:
-    return f"{count} filesystem" + ("" if count == 1 else "s")
-
-
 # -- fstrim, fsinfo, disks --------------------------------------------------------------------
 
 
@@ -453,15 +435,8 @@ def fstrim(app: App, domain: str | None, minimum: int | None) -> None:
     results = agent.fstrim(minimum)
     app.terminal.result(
         [result.to_json() for result in results],
-        lambda: _trim_table(results),
+        lambda: tables.trim_table(results),
         raw=agent.last_reply,
-    )
-
-
-def _trim_table(results: Sequence[TrimResult]) -> Any:
-    return render.rows_table(
-        ["PATH", "TRIMMED", "MINIMUM", "ERROR"],
-        [(r.path, human_bytes(r.trimmed), human_bytes(r.minimum), r.error) for r in results],
     )
 
 
@@ -474,52 +449,9 @@ def fsinfo(app: App, domain: str | None) -> None:
     filesystems = agent.fsinfo()
     app.terminal.result(
         [fs.to_json() for fs in filesystems],
-        lambda: _fsinfo_table(filesystems),
+        lambda: tables.fsinfo_table(filesystems),
         raw=agent.last_reply,
     )
-
-
-def _fsinfo_table(filesystems: Sequence[Filesystem]) -> Any:
-    return render.rows_table(
-        ["MOUNTPOINT", "TYPE", "DEVICE", "USED", "TOTAL", "USE%", "DISK"],
-        [
-            (
-                fs.mountpoint,
-                fs.type,
-                _device(fs),
-                human_bytes(fs.used_bytes),
-                human_bytes(fs.total_bytes),
-                _percent(fs.used_bytes, fs.total_bytes),
-                ", ".join(_disk_text(disk) for disk in fs.disks) or None,
-            )
-            for fs in filesystems
-        ],
-    )
-
-
-def _device(fs: Filesystem) -> str:
-    """The device node when the agent knows it (disk[].dev, qemu-ga 3.1+), else its name."""
-    devs = [disk.dev for disk in fs.disks if disk.dev]
-    return ", ".join(devs) if devs else fs.name
-
-
-def _disk_text(address: DiskAddress) -> str:
-    """fsinfo's DISK: the bus, and the serial that tells the host which disk it is."""
-    text = _bus_text(address)
-    return f"{text} serial {address.serial}" if address.serial else text
-
-
-def _bus_text(address: DiskAddress) -> str:
-    pci = address.pci_controller
-    if pci and pci.slot >= 0:  # -1 everywhere means the agent couldn't tell
-        return f"{address.bus_type} {pci.domain:04x}:{pci.bus:02x}:{pci.slot:02x}.{pci.function}"
-    return address.bus_type
-
-
-def _percent(used: int | None, total: int | None) -> str | None:
-    if used is None or not total:
-        return None
-    return f"{100 * used / total:.0f}%"
 
 
 @click.command()
@@ -530,34 +462,5 @@ def disks(app: App, domain: str | None) -> None:
     agent = app.open_agent(domain)
     found = agent.disks()
     app.terminal.result(
-        [disk.to_json() for disk in found], lambda: _disks_table(found), raw=agent.last_reply
+        [disk.to_json() for disk in found], lambda: tables.disks_table(found), raw=agent.last_reply
     )
-
-
-def _disks_table(found: Sequence[Disk]) -> Any:
-    return render.rows_table(
-        ["NAME", "PARTITION", "BUS", "SERIAL", "ALIAS", "DEPENDS ON"],
-        [
-            (
-                disk.name,
-                disk.partition,
-                _bus_text(disk.address) if disk.address else None,
-                disk.address.serial if disk.address else None,
-                disk.alias,
-                ", ".join(disk.dependencies) or None,
-            )
-            for disk in found
-        ],
-    )
-
-
-def human_bytes(count: int | None) -> str | None:
-    """1536 -> "1.5 KiB"; binary units, as df -h uses."""
-    if count is None:
-        return None
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")

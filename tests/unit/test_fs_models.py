@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from qgactl import watchdog
-from qgactl.commands.fs import human_bytes
 from qgactl.errors import ProtocolError
 from qgactl.models import Disk, Filesystem, TrimResult
+from qgactl.tables import human_bytes
 
 ADDRESS = {
     "bus-type": "virtio",
