@@ -9,6 +9,7 @@ through the Terminal.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
@@ -31,29 +32,56 @@ class App:
         timeout: float,
         output: str,
         debug: bool,
-        connect: str | None,
+        connect: str | Sequence[str] | None,
         transport: str,
-        socket: str | None,
+        socket: str | Sequence[str] | None,
+        jobs: int = 16,
     ) -> None:
         self.timeout = timeout
         self.output_requested = output  # before "auto" is resolved: exec and cat print bytes
         self.debug = debug
-        self.connect_uri = connect
+        self.connect_uris: list[str] = _listed(connect)
         self.transport_choice = transport
-        self.socket_path = socket
+        self.socket_paths: list[str] = [path for given in _listed(socket) for path in _glob(given)]
+        self.jobs = jobs
         self.terminal = Terminal(output, debug=debug)
-        self._libvirt: Libvirt | None = None
+        self._hosts: dict[str | None, Libvirt] = {}
         self._libvirt_lock = threading.Lock()
 
     @property
+    def connect_uri(self) -> str | None:
+        """The one -c/--connect URI of a single-host command (None: libvirt's default)."""
+        if len(self.connect_uris) > 1:
+            raise InvalidUsage(
+                "this command talks to one host: give -c/--connect once",
+                hint="ping, info, exec and the other fan-out commands take several",
+            )
+        return self.connect_uris[0] if self.connect_uris else None
+
+    @property
+    def socket_path(self) -> str | None:
+        """The one --socket of a single-target command."""
+        if len(self.socket_paths) > 1:
+            raise InvalidUsage(
+                f"this command talks to one agent, and --socket names {len(self.socket_paths)}",
+                hint="ping, info, exec and the other fan-out commands take several",
+            )
+        return self.socket_paths[0] if self.socket_paths else None
+
+    @property
     def libvirt(self) -> Libvirt:
-        """The libvirt connection, opened on first use (thread-safe: `ping` runs in threads)."""
+        """The libvirt connection of a single-host command, opened on first use."""
+        return self.host(self.connect_uri)
+
+    def host(self, uri: str | None) -> Libvirt:
+        """The connection to one host (thread-safe: fan-out threads share it); it is opened
+        on first use of its ``conn``."""
         with self._libvirt_lock:
-            if self._libvirt is None:
+            if uri not in self._hosts:
                 from qgactl.discover import Libvirt
 
-                self._libvirt = Libvirt(self.connect_uri)
-            return self._libvirt
+                self._hosts[uri] = Libvirt(uri)
+            return self._hosts[uri]
 
     def check_target(self, domain: str | None) -> None:
         """Exactly one of DOMAIN and --socket names the agent."""
@@ -67,35 +95,47 @@ class App:
 
     def open_agent(self, domain: str | None, *, timeout: float | None = None) -> Agent:
         """An Agent for DOMAIN (libvirt or its dedicated socket) or for --socket PATH."""
+        self.check_target(domain)
+        return self.open_target(domain, self.socket_path, self.connect_uri, timeout=timeout)
+
+    def open_target(
+        self,
+        domain: str | None,
+        socket: str | None,
+        uri: str | None,
+        *,
+        timeout: float | None = None,
+    ) -> Agent:
+        """An Agent for a domain on the host ``uri``, or for the agent socket ``socket``."""
         from qgactl.agent import Agent
         from qgactl.transport import AutoTransport, LibvirtTransport, SocketTransport
 
-        self.check_target(domain)
         trace = self.terminal.trace if self.debug else None
         seconds = self.timeout if timeout is None else timeout
-        if self.socket_path:
-            return Agent(SocketTransport(self.socket_path, trace=trace), seconds)
+        if socket:
+            return Agent(SocketTransport(socket, trace=trace), seconds)
         assert domain is not None
-        found = self.libvirt.lookup(domain)
+        host = self.host(uri)
+        found = host.lookup(domain)
         if self.transport_choice == "libvirt":
             return Agent(LibvirtTransport(found, trace=trace), seconds)
         if self.transport_choice == "socket":
-            info = self._running(found)
-            _, path = info.transport("socket", remote=self.libvirt.is_remote)
+            info = self._running(host, found)
+            _, path = info.transport("socket", remote=host.is_remote)
             assert path is not None
             return Agent(SocketTransport(path, trace=trace), seconds)
 
         def dedicated_socket() -> str | None:
-            info = self.libvirt.describe(found)
+            info = host.describe(found)
             if not info.running:
                 return None
-            kind, path = info.transport("auto", remote=self.libvirt.is_remote)
+            kind, path = info.transport("auto", remote=host.is_remote)
             return path if kind == "socket" else None
 
         return Agent(AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket), seconds)
 
-    def _running(self, found: Any) -> DomainInfo:
-        info = self.libvirt.describe(found)
+    def _running(self, host: Libvirt, found: Any) -> DomainInfo:
+        info = host.describe(found)
         if not info.running:
             raise AgentUnavailable(
                 f"domain {info.name} is {info.state}",
@@ -109,6 +149,22 @@ class App:
 
     def target_name(self, domain: str | None) -> str:
         return domain or self.socket_path or "?"
+
+
+def _listed(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _glob(path: str) -> list[str]:
+    """A quoted --socket glob ('/var/run/qemu-server/*.qga') expanded here; a path without
+    wildcards, or a glob that matches nothing, stays as given (and fails as not found)."""
+    if not any(char in path for char in "*?["):
+        return [path]
+    import glob
+
+    return sorted(glob.glob(path)) or [path]
 
 
 pass_app = click.make_pass_decorator(App)

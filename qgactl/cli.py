@@ -30,15 +30,18 @@ OUTPUT_CHOICES = ("auto", "table", "json", "raw")
     "-c",
     "--connect",
     metavar="URI",
+    multiple=True,
     envvar="LIBVIRT_DEFAULT_URI",
-    help="libvirt URI (default qemu:///system; qemu+ssh://host/system for a remote host).",
+    help="libvirt URI (default qemu:///system; qemu+ssh://host/system for a remote host); "
+    "repeat it to fan out over several hosts.",
 )
 @click.option(
     "--socket",
     metavar="PATH",
+    multiple=True,
     type=click.Path(dir_okay=False),
     help="Talk straight to an agent socket (bare QEMU chardev, a dedicated channel); "
-    "commands then take no DOMAIN.",
+    "commands then take no DOMAIN. Repeat it, or quote a glob, for several.",
 )
 @click.option(
     "--transport",
@@ -66,16 +69,26 @@ OUTPUT_CHOICES = ("auto", "table", "json", "raw")
     show_default=True,
     help="auto = table on a terminal, JSON in a pipe; raw = the agent's reply untouched.",
 )
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1, max=256),
+    default=16,
+    show_default=True,
+    metavar="N",
+    help="Targets talked to at once, when a command has several.",
+)
 @click.option("--debug", is_flag=True, help="Trace the wire on stderr; show tracebacks.")
 @click.version_option(__version__, "--version", prog_name="qgactl")
 @click.pass_context
 def cli(
     ctx: click.Context,
-    connect: str | None,
-    socket: str | None,
+    connect: tuple[str, ...],
+    socket: tuple[str, ...],
     transport: str,
     timeout: float,
     output: str,
+    jobs: int,
     debug: bool,
 ) -> None:
     """qgactl: the QEMU guest agent, from the host.
@@ -97,6 +110,7 @@ def cli(
         connect=connect,
         transport=transport,
         socket=socket,
+        jobs=jobs,
     )
 
 

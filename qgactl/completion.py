@@ -100,6 +100,13 @@ def _root_params(ctx: Any) -> dict[str, Any]:
     return dict(ctx.find_root().params or {})
 
 
+def _first(values: Any) -> str | None:
+    """The first of a repeated option (-c URI -c URI2): completion asks one host."""
+    if isinstance(values, (tuple, list)):
+        return values[0] if values else None
+    return values  # type: ignore[no-any-return]
+
+
 def _domain_names(ctx: Any, incomplete: str, *, running: bool) -> list[str]:
     if _root_params(ctx).get("socket"):
         return []  # --socket names the agent: commands take no DOMAIN
@@ -111,7 +118,7 @@ def _domain_names(ctx: Any, incomplete: str, *, running: bool) -> list[str]:
 
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         # Read-only: enough to list, and allowed for users who may not manage domains.
-        conn = libvirt.openReadOnly(Libvirt(_root_params(ctx).get("connect")).uri)
+        conn = libvirt.openReadOnly(Libvirt(_first(_root_params(ctx).get("connect"))).uri)
         try:
             flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if running else 0
             return [domain.name() for domain in conn.listAllDomains(flags)]

@@ -120,6 +120,7 @@ class PingResult(NamedTuple):
     target: str
     transport: str | None
     milliseconds: float | None
+    host: str | None = None  # the -c URI (None: libvirt's default, or a socket)
     failure: QgactlError | None = None
 
     @property
@@ -129,6 +130,7 @@ class PingResult(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
+            "host": self.host,
             "ok": self.ok,
             "transport": self.transport,
             "milliseconds": self.milliseconds,

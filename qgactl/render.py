@@ -281,6 +281,18 @@ def fields_table(pairs: Sequence[tuple[str, Any]], title: str = "") -> Any:
     return table
 
 
+def blocks(sections: Sequence[tuple[str, Any, str | None]]) -> Any:
+    """One block per target of a fan-out command: its heading, then its table or its error."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for title, table, error in sections:
+        parts.append(Text(escape_control(title), style="bold"))
+        parts.append(table if error is None else Text(f"  failed: {escape_control(error)}\n"))
+    return Group(*parts)
+
+
 def _box() -> Any:
     from rich import box
 

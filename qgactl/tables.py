@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     )
 
 
-def ping_table(results: Sequence[PingResult]) -> Any:
+def ping_table(results: Sequence[PingResult], *, hosts: bool = False) -> Any:
+    columns = ["TARGET", *(["HOST"] if hosts else []), "STATUS", "TIME", "TRANSPORT", "ERROR"]
     return rows_table(
-        ["TARGET", "STATUS", "TIME", "TRANSPORT", "ERROR"],
+        columns,
         [
             (
                 result.target,
+                *([result.host] if hosts else []),
                 "ok" if result.ok else "failed",
                 f"{result.milliseconds:.1f} ms" if result.milliseconds is not None else None,
                 result.transport,

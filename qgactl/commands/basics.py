@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from qgactl import completion, tables
-from qgactl.app import App, domain_argument, pass_app
+from qgactl import completion, fanout, tables, targets
+from qgactl.app import App, pass_app
+from qgactl.commands import fleet
+from qgactl.commands.fleet import targets_argument
 from qgactl.errors import (
     AgentTimeout,
     AgentUnavailable,
@@ -19,6 +22,9 @@ from qgactl.errors import (
 )
 from qgactl.models import PingResult
 
+if TYPE_CHECKING:
+    from qgactl.targets import Target
+
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # guest-file-write's largest sensible chunk, base64
 
 # Failures that may pass on their own while a guest boots: worth retrying under --wait.
@@ -26,7 +32,7 @@ _TRANSIENT = (AgentUnavailable, AgentTimeout)
 
 
 @click.command()
-@domain_argument(nargs=-1)
+@targets_argument
 @click.option(
     "--wait",
     type=click.FloatRange(min=0),
@@ -35,68 +41,47 @@ _TRANSIENT = (AgentUnavailable, AgentTimeout)
     help="Retry until the agent answers or SECONDS pass (e.g. right after boot).",
 )
 @pass_app
-def ping(app: App, domain: tuple[str, ...], wait: float) -> int:
-    """Is the agent up? Pings each DOMAIN concurrently, one row each.
+def ping(app: App, domain: tuple[str, ...], all_domains: bool, wait: float) -> int:
+    """Is the agent up? Pings each target concurrently, one row each.
+
+    \b
+      qgactl ping vm1 vm2 'web-*'
+      qgactl -c qemu+ssh://kvm1/system -c qemu+ssh://kvm2/system ping --all
+      qgactl --socket '/var/run/qemu-server/*.qga' ping
 
     Exits 0 when every agent answered, else with the first failure's code.
     """
-    targets: list[str | None] = list(domain) or [None]
-    for target in targets:
-        app.check_target(target)
-    if not app.socket_path:
-        app.libvirt.conn  # open once, before the threads share it  # noqa: B018
-    names = ", ".join(app.target_name(target) for target in targets)
-    with app.terminal.status(f"pinging {names}"):
-        results = _ping_all(app, targets, wait)
-
+    chosen = targets.resolve(app, domain, all_domains=all_domains)
+    with app.terminal.status(f"pinging {', '.join(t.label for t in chosen.items)}"):
+        outcomes = fanout.run_all(chosen.items, lambda target: _ping(app, target, wait), app.jobs)
+    results = [
+        outcome.value
+        or PingResult(outcome.target.label, None, None, outcome.target.host, outcome.error)
+        for outcome in outcomes
+    ]
     failures = [result.failure for result in results if result.failure]
-    if len(results) == 1 and failures:
+    if not chosen.plural and failures:
         raise failures[0]
     for failure in failures:
         app.terminal.error(failure)
     app.terminal.result(
-        [result.to_json() for result in results], lambda: tables.ping_table(results)
+        [result.to_json() for result in results],
+        lambda: tables.ping_table(results, hosts=chosen.hosts > 1),
     )
+    if chosen.plural:
+        fleet.summary(app, outcomes)
     return failures[0].exit_code if failures else ExitCode.OK
 
 
-def _ping_all(app: App, targets: list[str | None], wait: float) -> list[PingResult]:
-    """Ping the targets concurrently, up to 16 threads (threading rather than
-    concurrent.futures, which imports logging: ~5 ms of start-up). One target needs no thread."""
-    if len(targets) == 1:
-        return [_ping_one(app, targets[0], wait)]
-    import threading
-
-    results: list[PingResult | None] = [None] * len(targets)
-    crashes: list[BaseException] = []  # bugs, raised again in this thread
-    pending = enumerate(targets)  # shared: next() on a C iterator is atomic, each target goes once
-
-    def worker() -> None:
-        for index, target in pending:
-            try:
-                results[index] = _ping_one(app, target, wait)
-            except BaseException as exc:
-                crashes.append(exc)
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(16, len(targets)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if crashes:
-        raise crashes[0]
-    return [result for result in results if result is not None]
-
-
-def _ping_one(app: App, target: str | None, wait: float) -> PingResult:
-    name = app.target_name(target)
+def _ping(app: App, target: Target, wait: float) -> PingResult:
+    """One target's ping; retried under --wait while the failure may pass on its own."""
     give_up = time.monotonic() + wait
     while True:
         transport = None
         try:
             remaining = give_up - time.monotonic()
             timeout = min(app.timeout, remaining) if remaining > 0.5 else app.timeout
-            agent = app.open_agent(target, timeout=timeout)
+            agent = fleet.open_agent(app, target, timeout)
             started = time.perf_counter()
             try:
                 agent.ping()
@@ -104,38 +89,44 @@ def _ping_one(app: App, target: str | None, wait: float) -> PingResult:
                 agent.close()
                 transport = agent.transport.kind  # after the call: auto may have fallen back
             elapsed = (time.perf_counter() - started) * 1000
-            return PingResult(name, transport, round(elapsed, 3))
+            return PingResult(target.label, transport, round(elapsed, 3), target.host)
         except QgactlError as exc:
             retry = isinstance(exc, _TRANSIENT) or (
-                isinstance(exc, NotFound) and app.socket_path  # the socket may not exist yet
+                isinstance(exc, NotFound) and target.socket  # the socket may not exist yet
             )
             if retry and time.monotonic() < give_up:
                 time.sleep(min(0.5, max(0.0, give_up - time.monotonic())))
                 continue
-            return PingResult(name, transport, None, failure=exc)
+            return PingResult(target.label, transport, None, target.host, exc)
 
 
 @click.command()
-@domain_argument()
+@targets_argument
 @pass_app
-def info(app: App, domain: str | None) -> None:
+def info(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The agent's version and every command it knows (enabled, replies on success)."""
-    agent = app.open_agent(domain)
-    agent_info = agent.info()
-    app.terminal.result(
-        agent_info.to_json(), lambda: tables.info_table(agent_info), raw=agent.last_reply
+    return fleet.fan_out(
+        app,
+        domain,
+        all_domains,
+        lambda agent: agent.info(),
+        lambda value: value.to_json(),
+        tables.info_table,
     )
 
 
 @click.command()
-@domain_argument()
+@targets_argument
 @pass_app
-def osinfo(app: App, domain: str | None) -> None:
+def osinfo(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's operating system: name, version, kernel, machine."""
-    agent = app.open_agent(domain)
-    os_info = agent.osinfo()
-    app.terminal.result(
-        os_info.to_json(), lambda: tables.osinfo_table(os_info), raw=agent.last_reply
+    return fleet.fan_out(
+        app,
+        domain,
+        all_domains,
+        lambda agent: agent.osinfo(),
+        lambda value: value.to_json(),
+        tables.osinfo_table,
     )
 
 

@@ -26,6 +26,8 @@ import click
 
 from qgactl import completion, tables, watchdog
 from qgactl.app import App, domain_argument, pass_app
+from qgactl.commands import fleet
+from qgactl.commands.fleet import targets_argument
 from qgactl.errors import AgentCommandError, ExitCode, InvalidUsage, QgactlError
 from qgactl.signals import DeferredSignals
 
@@ -417,7 +419,7 @@ def _armed_json(armed: watchdog.Pending | None) -> dict[str, Any] | None:
 
 
 @click.command()
-@domain_argument()
+@targets_argument
 @click.option(
     "--minimum",
     type=click.IntRange(min=0),
@@ -425,42 +427,50 @@ def _armed_json(armed: watchdog.Pending | None) -> dict[str, Any] | None:
     help="Skip free ranges smaller than this (a hint the guest may ignore).",
 )
 @pass_app
-def fstrim(app: App, domain: str | None, minimum: int | None) -> None:
+def fstrim(app: App, domain: tuple[str, ...], all_domains: bool, minimum: int | None) -> int:
     """Discard unused blocks of the guest's filesystems (guest-fstrim).
 
     Trimming can take minutes on a big disk: raise -t. A path the guest could not trim has its
     own error in the table, and the command still exits 0.
     """
-    agent = app.open_agent(domain)
-    results = agent.fstrim(minimum)
-    app.terminal.result(
-        [result.to_json() for result in results],
-        lambda: tables.trim_table(results),
-        raw=agent.last_reply,
+    return fleet.fan_out(
+        app,
+        domain,
+        all_domains,
+        lambda agent: agent.fstrim(minimum),
+        lambda results: {"paths": [result.to_json() for result in results]},
+        tables.trim_table,
+        single=lambda results: [result.to_json() for result in results],
     )
 
 
 @click.command()
-@domain_argument()
+@targets_argument
 @pass_app
-def fsinfo(app: App, domain: str | None) -> None:
+def fsinfo(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's mounted filesystems: type, device, space used, and the disks under them."""
-    agent = app.open_agent(domain)
-    filesystems = agent.fsinfo()
-    app.terminal.result(
-        [fs.to_json() for fs in filesystems],
-        lambda: tables.fsinfo_table(filesystems),
-        raw=agent.last_reply,
+    return fleet.fan_out(
+        app,
+        domain,
+        all_domains,
+        lambda agent: agent.fsinfo(),
+        lambda found: {"filesystems": [fs.to_json() for fs in found]},
+        tables.fsinfo_table,
+        single=lambda found: [fs.to_json() for fs in found],
     )
 
 
 @click.command()
-@domain_argument()
+@targets_argument
 @pass_app
-def disks(app: App, domain: str | None) -> None:
+def disks(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's block devices (guest-get-disks, qemu-ga 5.2+): bus, serial, dependencies."""
-    agent = app.open_agent(domain)
-    found = agent.disks()
-    app.terminal.result(
-        [disk.to_json() for disk in found], lambda: tables.disks_table(found), raw=agent.last_reply
+    return fleet.fan_out(
+        app,
+        domain,
+        all_domains,
+        lambda agent: agent.disks(),
+        lambda found: {"disks": [disk.to_json() for disk in found]},
+        tables.disks_table,
+        single=lambda found: [disk.to_json() for disk in found],
     )

@@ -1,0 +1,138 @@
+"""What every fan-out command shares: its targets argument, and how its outcomes are shown.
+
+``targets_argument`` gives a command DOMAIN... (names, UUIDs, IDs or 'globs*') and --all.
+``fan_out`` runs the command's agent call on every target (qgactl/fanout.py) and prints:
+- one target named plainly: exactly what the single-target command always printed;
+- several: one block per target (a table, or its error), a HOST when there are several hosts,
+  JSON as a list of {target, host, ok, exit_code, error, ...the command's own fields}, every
+  failure as one line on stderr, and "N/M answered" on stderr when a person watches.
+The exit status is 0 when every target succeeded, else the first failure's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import click
+
+from qgactl import completion, fanout, targets
+from qgactl.errors import ExitCode
+
+if TYPE_CHECKING:
+    from qgactl.agent import Agent
+    from qgactl.app import App
+    from qgactl.fanout import Outcome
+    from qgactl.targets import Target, Targets
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def targets_argument(command: F) -> F:
+    """DOMAIN... and --all, for a command that fans out."""
+    command = click.option(
+        "--all",
+        "all_domains",
+        is_flag=True,
+        help="Every running domain with an agent channel (on each -c host).",
+    )(command)
+    return click.argument(
+        "domain",
+        nargs=-1,
+        required=False,
+        metavar="[DOMAIN|GLOB]...",
+        shell_complete=completion.complete_running_domains,
+    )(command)
+
+
+def open_agent(app: App, target: Target, timeout: float | None = None) -> Agent:
+    return app.open_target(target.domain, target.socket, target.host, timeout=timeout)
+
+
+def fan_out(
+    app: App,
+    domains: tuple[str, ...],
+    all_domains: bool,
+    call: Callable[[Agent], Any],
+    fields: Callable[[Any], dict[str, Any]],
+    table: Callable[[Any], Any],
+    *,
+    single: Callable[[Any], Any] | None = None,
+) -> int:
+    """Run ``call`` on every target. ``fields(value)`` is its JSON object, ``table(value)``
+    its table; ``single(value)`` the JSON of a lone target (default: ``fields``)."""
+    chosen = targets.resolve(app, domains, all_domains=all_domains)
+    if not chosen.plural:
+        target = chosen.items[0]
+        if target.failure is not None:
+            raise target.failure
+        agent = open_agent(app, target)
+        value = call(agent)
+        shown = (single or fields)(value)
+        app.terminal.result(shown, lambda: table(value), raw=agent.last_reply)
+        return ExitCode.OK
+
+    def job(target: Target) -> Any:
+        agent = open_agent(app, target)
+        try:
+            return call(agent)
+        finally:
+            agent.close()
+
+    with app.terminal.status(f"asking {len(chosen.items)} agents"):
+        outcomes = fanout.run_all(chosen.items, job, app.jobs)
+    return report(app, chosen, outcomes, fields, table)
+
+
+def report(
+    app: App,
+    chosen: Targets,
+    outcomes: list[Outcome],
+    fields: Callable[[Any], dict[str, Any]],
+    table: Callable[[Any], Any] | None,
+) -> int:
+    """Errors on stderr, the list as JSON or blocks, the summary; returns the exit status."""
+    from qgactl import render
+
+    for outcome in outcomes:
+        if outcome.error is not None:
+            app.terminal.error(outcome.error)
+    data = [entry(outcome, fields) for outcome in outcomes]
+    if table is not None:
+        sections = [
+            (heading(outcome.target, chosen), None if outcome.error else table(outcome.value),
+             outcome.error.message if outcome.error else None)
+            for outcome in outcomes
+        ]  # fmt: skip
+        app.terminal.result(data, lambda: render.blocks(sections))
+    else:
+        app.terminal.result(data, lambda: None)
+    return summary(app, outcomes)
+
+
+def entry(outcome: Outcome, fields: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """One target's JSON object in a fan-out list."""
+    error = outcome.error
+    data: dict[str, Any] = {
+        "target": outcome.target.label,
+        "host": outcome.target.host,
+        "ok": error is None,
+        "exit_code": int(error.exit_code) if error else 0,
+        "error": error.message if error else None,
+    }
+    if error is None:
+        data.update(fields(outcome.value))
+    return data
+
+
+def heading(target: Target, chosen: Targets) -> str:
+    return f"{target.label} on {target.host}" if chosen.hosts > 1 else target.label
+
+
+def summary(app: App, outcomes: list[Outcome]) -> int:
+    failed = [outcome for outcome in outcomes if outcome.error is not None]
+    if app.terminal.stderr_is_terminal:
+        app.terminal.note(
+            f"{len(outcomes) - len(failed)}/{len(outcomes)} answered"
+            + (f", {len(failed)} failed" if failed else "")
+        )
+    return int(failed[0].error.exit_code) if failed and failed[0].error else ExitCode.OK

@@ -1,0 +1,68 @@
+"""Fan-out on real guests: globs and --all over domains in every state, exec over several
+guests. Each guest's state is the lab's own (running with an agent, shut off, without a
+channel, channel but no agent), so every row's outcome is known without asking qgactl."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.vm.guestside import socket_raw
+
+
+@pytest.fixture
+def every_kind(lab_domain, domain_off, domain_no_channel, domain_agent_not_started):
+    return {
+        str(lab_domain): 0,
+        str(domain_off): 4,  # shut off
+        str(domain_no_channel): 4,  # no agent channel
+        str(domain_agent_not_started): 4,  # channel, agent not connected
+    }
+
+
+def this_sessions_glob() -> str:
+    return f"qgactl-test-{os.getpid()}-*"
+
+
+def test_a_glob_gives_a_row_per_domain_in_every_state(qgactl, every_kind) -> None:
+    run = qgactl("-o", "json", "ping", this_sessions_glob(), timeout=120)
+    rows = {row["target"]: row for row in run.json()}
+    assert {name: rows[name]["exit_code"] for name in every_kind} == every_kind
+    assert run.code == 4  # the first failure's code
+    assert run.stderr.count("\n") == len([c for c in every_kind.values() if c])
+
+
+def test_all_is_the_running_domains_with_a_channel(qgactl, every_kind, lab_domain,
+                                                   domain_agent_not_started) -> None:  # fmt: skip
+    run = qgactl("-o", "json", "ping", "--all", timeout=120)
+    targets = {row["target"] for row in run.json()}
+    assert {str(lab_domain), str(domain_agent_not_started)} <= targets
+    mine = {t for t in targets if t.startswith(f"qgactl-test-{os.getpid()}-")}
+    assert mine == {str(lab_domain), str(domain_agent_not_started)}
+
+
+def test_exec_over_two_guests_prefixes_lines_and_returns_the_first_failure(
+    qgactl, lab_domain, plain_qemu_guest
+) -> None:
+    sockets = [str(lab_domain.dedicated_socket), str(plain_qemu_guest.socket_path)]
+    args = [part for path in sockets for part in ("--socket", path)]
+    names = {sockets[0]: "lab", sockets[1]: "plain"}
+    for path, name in names.items():  # tell each guest its name, without qgactl
+        socket_raw(path)("guest-exec", {"path": "/bin/sh", "arg": ["-c", f"echo {name} >/tmp/who"]})
+    script = 'n=$(cat /tmp/who); echo "one $n"; echo two; [ "$n" = plain ] && exit 3; exit 0'
+    run = qgactl(*args, "exec", "-s", "--", script, timeout=120)
+    assert run.code == 3, run.stderr
+    for path, name in names.items():
+        assert f"{path}: one {name}\n" in run.stdout and f"{path}: two\n" in run.stdout
+    run = qgactl("-o", "json", *args, "exec", "--", "cat", "/tmp/who", timeout=120)
+    rows = {row["target"]: row for row in run.json()}
+    assert {path: rows[path]["stdout"].strip() for path in sockets} == names
+    assert all(rows[path]["exit_code"] == 0 and rows[path]["ok"] for path in sockets)
+
+
+def test_exec_on_a_glob_with_a_domain_that_cannot_run_exits_125(qgactl, every_kind) -> None:
+    run = qgactl("exec", "-g", this_sessions_glob(), "--", "hostname", timeout=120)
+    assert run.code == 125
+    assert re.search(r"--- qgactl-test-\d+-lab\nqgactl-lab\n", run.stdout)
