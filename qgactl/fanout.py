@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from qgactl.errors import QgactlError
-from qgactl.targets import Target
+
+T = TypeVar("T")
 
 
 class Outcome(NamedTuple):
-    target: Target
+    target: Any  # a targets.Target, or whatever run_all was given
     value: Any = None
     error: QgactlError | None = None
 
@@ -28,7 +29,7 @@ class Outcome(NamedTuple):
         return self.error is None
 
 
-def run_all(targets: Sequence[Target], job: Callable[[Target], Any], jobs: int) -> list[Outcome]:
+def run_all(targets: Sequence[T], job: Callable[[T], Any], jobs: int) -> list[Outcome]:
     """``job(target)`` for every target, at most ``jobs`` at once; outcomes in target order."""
     outcomes: list[Outcome | None] = [None] * len(targets)
     crashes: list[BaseException] = []
@@ -55,10 +56,11 @@ def run_all(targets: Sequence[Target], job: Callable[[Target], Any], jobs: int) 
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _one(target: Target, job: Callable[[Target], Any]) -> Outcome:
-    if target.failure is not None:
-        return Outcome(target, error=target.failure)
+def _one(target: T, job: Callable[[T], Any]) -> Outcome:
+    failure = getattr(target, "failure", None)  # a targets.Target that could not be named
+    if failure is not None:
+        return Outcome(target, error=failure)
     try:
         return Outcome(target, job(target))
     except QgactlError as exc:
-        return Outcome(target, error=exc.with_context(target=target.label))
+        return Outcome(target, error=exc)

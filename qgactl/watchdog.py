@@ -94,10 +94,6 @@ class Target:
     transport: str
     timeout: float
 
-    @classmethod
-    def of(cls, app: App, domain: str | None, timeout: float) -> Target:
-        return cls(domain, app.socket_path, app.connect_uri, app.transport_choice, timeout)
-
     def argv(self) -> list[str]:
         args = ["--transport", self.transport, "--timeout", str(self.timeout)]
         if self.connect:

@@ -1,55 +1,43 @@
 """Filesystem commands: fsfreeze (status, freeze, thaw, --run, --auto-thaw), fstrim, fsinfo, disks.
 
-A frozen guest blocks every writer, and qemu-ga never thaws by itself, so fsfreeze is built
-around one promise: nothing qgactl freezes stays frozen. What covers which failure:
-
-- qgactl's own errors, CMD failing or hanging (--timeout-run), SIGINT/SIGTERM/SIGHUP: signals
-  are only recorded while the guest may be frozen (a handler that raised could cut a thaw
-  short), and the thaw runs in a ``finally`` and retries on a fresh connection.
-- a freeze that fails half way (timeout, lost connection): thaw anyway.
-- qgactl killed (SIGKILL, a crash, the host's OOM killer) under --run: a guard watchdog
-  (qgactl/watchdog.py), armed before the freeze, thaws as soon as qgactl is gone.
-- a script that dies between --freeze and --thaw: --auto-thaw's watchdog thaws at its deadline.
+Nothing qgactl freezes stays frozen: how --run keeps that promise for a set of guests is
+qgactl/freeze.py; a plain --freeze is covered by --auto-thaw's watchdog (qgactl/watchdog.py),
+which thaws at its deadline even if the script that froze has died.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from qgactl import completion, tables, watchdog
-from qgactl.app import App, domain_argument, pass_app
+from qgactl import completion, freeze, tables, targets, watchdog
+from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
-from qgactl.errors import AgentCommandError, ExitCode, InvalidUsage, QgactlError
+from qgactl.errors import ExitCode, InvalidUsage
+from qgactl.freeze import AlreadyFrozen
 from qgactl.signals import DeferredSignals
-
-if TYPE_CHECKING:
-    from qgactl.agent import Agent
+from qgactl.targets import Target
 
 FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: the default 5 s is too short
-THAW_RETRY_SECONDS = 30.0  # qgactl's own thaw keeps trying this long before it gives up
-KILL_GRACE = 2.0  # CMD's process group gets this long after SIGTERM before SIGKILL
-RUN_TIMED_OUT = 124  # like timeout(1)
-
-
-class AlreadyFrozen(QgactlError):
-    exit_code = ExitCode.AGENT_ERROR
 
 
 # -- fsfreeze ---------------------------------------------------------------------------------
 
 
 @click.command()
-@domain_argument()
-@click.option("--freeze", is_flag=True, help="Freeze (all filesystems).")
+@click.argument(
+    "domain",
+    nargs=-1,
+    metavar="[DOMAIN|GLOB]...",
+    shell_complete=completion.complete_running_domains,
+)
+@click.option("--freeze", "freeze_", is_flag=True, help="Freeze (all filesystems).")
 @click.option("--thaw", is_flag=True, help="Thaw all (cancels an auto-thaw).")
 @click.option(
     "--mountpoint",
@@ -75,8 +63,8 @@ class AlreadyFrozen(QgactlError):
 @pass_app
 def fsfreeze(
     app: App,
-    domain: str | None,
-    freeze: bool,
+    domain: tuple[str, ...],
+    freeze_: bool,
     thaw: bool,
     mountpoints: tuple[str, ...],
     auto_thaw: float | None,
@@ -90,6 +78,7 @@ def fsfreeze(
       qgactl fsfreeze vm1 --freeze --auto-thaw 60  freeze; thawed in 60 s whatever happens
       qgactl fsfreeze vm1 --thaw                   thaw all, cancel the auto-thaw
       qgactl fsfreeze vm1 --run 'lvcreate -s -n snap -L 1G vg/vm1'
+      qgactl fsfreeze db1 app1 --run ./snapshot-both.sh   both frozen while it runs
 
     qemu-ga never thaws by itself. --run thaws whatever happens: CMD fails, hangs past
     --timeout-run, qgactl gets SIGINT, SIGTERM or SIGHUP, or the freeze fails half way; a
@@ -108,18 +97,27 @@ def fsfreeze(
       128+N              qgactl got signal N (SIGHUP 129, SIGINT 130, SIGTERM 143): CMD was
                          stopped, then the guest was thawed
     """
-    if freeze and thaw:
+    if freeze_ and thaw:
         raise InvalidUsage("--freeze or --thaw, not both", hint="see qgactl fsfreeze --help")
-    action = "freeze" if freeze else "thaw" if thaw else None
+    action = "freeze" if freeze_ else "thaw" if thaw else None
     _check_options(action, mountpoints, auto_thaw, command, timeout_run)
-    app.check_target(domain)
+    chosen = targets.resolve(app, domain)
+    failed = next((target.failure for target in chosen.items if target.failure), None)
+    if failed is not None:
+        raise failed
     if command is not None:
-        return _run_frozen(app, domain, mountpoints, command, timeout_run)
+        guests = [_guest(app, target) for target in chosen.items]
+        return freeze.run_frozen(guests, mountpoints, command, timeout_run, app.terminal)
+    if chosen.plural:
+        raise InvalidUsage(
+            "--freeze, --thaw and the status take one guest", hint="several go with --run CMD"
+        )
+    target = chosen.items[0]
     if action == "freeze":
-        return _freeze(app, domain, mountpoints, auto_thaw)
+        return _freeze(app, _guest(app, target), mountpoints, auto_thaw)
     if action == "thaw":
-        return _thaw(app, domain)
-    return _status(app, domain)
+        return _thaw(app, target)
+    return _status(app, target)
 
 
 def _check_options(
@@ -140,24 +138,23 @@ def _check_options(
         raise InvalidUsage("--timeout-run goes with --run", hint=hint)
 
 
-def _status(app: App, domain: str | None) -> int:
-    agent = app.open_agent(domain)
+def _status(app: App, target: Target) -> int:
+    agent = fleet.open_agent(app, target)
     status = agent.fsfreeze_status()
-    armed = watchdog.pending(_state_key(app, domain))
-    data = {"target": app.target_name(domain), "status": status, "auto_thaw": _armed_json(armed)}
+    armed = watchdog.pending(_state_key(app, target))
+    data = {"target": target.label, "status": status, "auto_thaw": _armed_json(armed)}
     app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.last_reply)
     return ExitCode.OK
 
 
 def _freeze(
-    app: App, domain: str | None, mountpoints: Sequence[str], auto_thaw: float | None
+    app: App, guest: freeze.Guest, mountpoints: Sequence[str], auto_thaw: float | None
 ) -> int:
     """--freeze: arm the auto-thaw first, then freeze (and thaw again if that fails)."""
-    guest = _Guest(app, domain)
     agent = guest.open_thawed()
     auto = None
     if auto_thaw is not None:
-        auto = watchdog.start(guest.watchdog_target(), seconds=auto_thaw, key=guest.key)
+        auto = watchdog.start(guest.watchdog_target, seconds=auto_thaw, key=guest.key)
     with DeferredSignals() as signals:
         try:
             count = guest.freeze(agent, mountpoints)
@@ -166,12 +163,12 @@ def _freeze(
             raise
         except BaseException:
             app.terminal.warn(f"{guest.name}: the freeze failed; thawing in case it got half way")
-            guest.thaw()
+            guest.thaw(app.terminal)
             raise
         if count == 0:
             watchdog.cancel(guest.key)  # nothing to thaw
         if signals.received:
-            guest.thaw()
+            guest.thaw(app.terminal)
             return 128 + signals.received
     armed = watchdog.pending(guest.key)
     data = {
@@ -193,183 +190,22 @@ def _freeze(
     return ExitCode.OK
 
 
-def _thaw(app: App, domain: str | None) -> int:
+def _thaw(app: App, target: Target) -> int:
     """--thaw: thaw first, then cancel the auto-thaw (a failed thaw leaves it armed)."""
-    agent = app.open_agent(domain, timeout=_freeze_timeout(app))
+    agent = fleet.open_agent(app, target, _freeze_timeout(app))
     try:
         count = agent.fsfreeze_thaw()
     finally:
         agent.close()
-    cancelled = watchdog.cancel(_state_key(app, domain))
+    cancelled = watchdog.cancel(_state_key(app, target))
     data = {
-        "target": app.target_name(domain),
+        "target": target.label,
         "status": "thawed",
         "thawed": count,
         "auto_thaw_cancelled": cancelled.pid if cancelled else None,
     }
     app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.last_reply)
     return ExitCode.OK
-
-
-# -- --run --------------------------------------------------------------------------------------
-
-
-def _run_frozen(
-    app: App,
-    domain: str | None,
-    mountpoints: Sequence[str],
-    command: str,
-    timeout_run: float | None,
-) -> int:
-    """Freeze, run CMD, thaw whatever happened; the exit status says what happened."""
-    guest = _Guest(app, domain)
-    agent = guest.open_thawed()
-    # Armed before the freeze: from here on, even SIGKILL of qgactl can't leave it frozen.
-    guard = watchdog.start(guest.watchdog_target(), seconds=None, guard=True)
-    started = time.monotonic()
-    status: int = ExitCode.EXEC_FAILED
-    with DeferredSignals() as signals:
-        try:
-            count: int | None = guest.freeze(agent, mountpoints)
-        except AlreadyFrozen:
-            _stop(guard)  # frozen by someone else: the guard must not thaw it when we exit
-            raise
-        except QgactlError as exc:
-            count = None
-            app.terminal.error(exc)  # CMD won't run
-            app.terminal.warn(f"{guest.name}: thawing in case the freeze got half way")
-        try:
-            if count is not None and not signals.received:
-                app.terminal.note(
-                    f"froze {tables.filesystems(count)} of {guest.name}; running: {command}"
-                )
-                status = _run_command(command, timeout_run, signals)
-        finally:
-            thawed = guest.thaw()
-    if thawed is None:
-        return ExitCode.EXEC_FAILED  # the guard keeps trying once we are gone
-    _stop(guard)
-    seconds = time.monotonic() - started
-    app.terminal.note(f"thawed {tables.filesystems(thawed)} of {guest.name} after {seconds:.1f} s")
-    return 128 + signals.received if signals.received else status
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    process.wait()
-
-
-def _run_command(command: str, timeout_run: float | None, signals: DeferredSignals) -> int:
-    """Run CMD in a process group of its own (so a hang or a signal can stop all of it)."""
-    process = subprocess.Popen(["/bin/sh", "-c", command], preexec_fn=os.setpgrp)
-    deadline = None if timeout_run is None else time.monotonic() + timeout_run
-    try:
-        while True:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                return _wait_status(process.wait(timeout=0.1))
-            if signals.received:
-                _stop_group(process, signals.received)  # pass it on, as a shell would
-                return 128 + signals.received
-            if deadline is not None and time.monotonic() >= deadline:
-                _stop_group(process, signal.SIGTERM)
-                return RUN_TIMED_OUT
-    finally:
-        if process.poll() is None:  # an error of our own: don't leave CMD running
-            _stop_group(process, signal.SIGKILL)
-
-
-def _stop_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    """Signal CMD's whole process group; SIGKILL what is left after KILL_GRACE."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=KILL_GRACE)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _wait_status(returncode: int) -> int:
-    """A shell-style status: 128+N when a signal N ended CMD (Popen says -N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-# -- one guest's freeze and thaw --------------------------------------------------------------
-
-
-class _Guest:
-    """What a freeze and its thaw share: the target, the timeout, the auto-thaw state key."""
-
-    def __init__(self, app: App, domain: str | None) -> None:
-        self.app = app
-        self.domain = domain
-        self.name = app.target_name(domain)
-        self.timeout = _freeze_timeout(app)
-        self.key = _state_key(app, domain)
-
-    def watchdog_target(self) -> watchdog.Target:
-        return watchdog.Target.of(self.app, self.domain, self.timeout)
-
-    def open_thawed(self) -> Agent:
-        """An agent for a thawed guest. The agent's own refusal of a second freeze says
-        "disabled", so ask first and say it plainly."""
-        agent = self.app.open_agent(self.domain, timeout=self.timeout)
-        if agent.fsfreeze_status() == "frozen":
-            agent.close()
-            raise self._already_frozen()
-        # The guest is thawed, so an armed auto-thaw belongs to an old freeze: left armed, it
-        # would thaw the new one early.
-        watchdog.cancel(self.key)
-        return agent
-
-    def freeze(self, agent: Agent, mountpoints: Sequence[str]) -> int:
-        """Freeze; AlreadyFrozen if another client froze the guest since open_thawed()."""
-        try:
-            return agent.fsfreeze_freeze(mountpoints, timeout=self.timeout)
-        except AgentCommandError as exc:
-            agent.close()  # one client at a time on a socket: close before asking again
-            if exc.is_disabled and self._frozen_now():
-                raise self._already_frozen() from None
-            raise
-        finally:
-            agent.close()
-
-    def thaw(self) -> int | None:
-        """Thaw with retries, then cancel the auto-thaw; the count, or None (and an error on
-        stderr) if it never worked."""
-
-        def retrying(exc: QgactlError) -> None:
-            self.app.terminal.warn(f"{self.name}: thaw failed ({exc.message}); trying again")
-
-        try:
-            count = watchdog.thaw_until_done(
-                lambda: self.app.open_agent(self.domain, timeout=self.timeout),
-                give_up=THAW_RETRY_SECONDS,
-                on_retry=retrying,
-            )
-        except QgactlError as exc:
-            exc.hint = f"THE GUEST MAY STILL BE FROZEN: qgactl fsfreeze {self.name} --thaw"
-            self.app.terminal.error(exc)
-            return None
-        watchdog.cancel(self.key)
-        return count
-
-    def _frozen_now(self) -> bool:
-        try:
-            agent = self.app.open_agent(self.domain)
-            try:
-                return agent.fsfreeze_status() == "frozen"
-            finally:
-                agent.close()
-        except QgactlError:
-            return False
-
-    def _already_frozen(self) -> AlreadyFrozen:
-        return AlreadyFrozen(
-            f"{self.name}: the filesystems are already frozen",
-            hint=f"thaw them first: qgactl fsfreeze {self.name} --thaw",
-            domain=self.name,
-        )
 
 
 def _freeze_timeout(app: App) -> float:
@@ -381,14 +217,26 @@ def _freeze_timeout(app: App) -> float:
     return app.timeout
 
 
-def _state_key(app: App, domain: str | None) -> str:
+def _guest(app: App, target: Target) -> freeze.Guest:
+    timeout = _freeze_timeout(app)
+    return freeze.Guest(
+        target.label,
+        _state_key(app, target),
+        lambda seconds: fleet.open_agent(app, target, seconds),
+        watchdog.Target(target.domain, target.socket, target.host, app.transport_choice, timeout),
+        timeout,
+    )
+
+
+def _state_key(app: App, target: Target) -> str:
     """Which auto-thaw state belongs to this guest: its UUID, or a hash of the socket path."""
-    if domain is None:
+    if target.socket is not None:
         import hashlib  # only here: it costs fsinfo & co. start-up time
 
-        path = os.path.realpath(app.socket_path or "")
+        path = os.path.realpath(target.socket)
         return "socket-" + hashlib.sha256(path.encode()).hexdigest()[:16]
-    return "uuid-" + app.describe(domain).uuid
+    host = app.host(target.host)
+    return "uuid-" + host.describe(host.lookup(target.domain or "")).uuid
 
 
 def _count_down(
