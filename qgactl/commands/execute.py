@@ -70,10 +70,14 @@ def exec_(
     shown escaped. Windows guests (no /bin/sh) use the agent's own capture: 16 MiB a stream,
     stdin up to 160 KiB. CMD's own options need the "--" before CMD.
 
+    Several targets (a 'glob*', --all, several --socket or -c): CMD runs on all of them at
+    once; each line of output is prefixed with its target (-g: grouped under a heading).
+
     \b
     Exit status: CMD's own; 124 killed after --timeout-run; 125 qgactl failed; 126 CMD can't
     be executed; 127 CMD not found; 128+N CMD died of signal N; 130/143 qgactl got
-    SIGINT/SIGTERM (CMD was killed in the guest).
+    SIGINT/SIGTERM (CMD was killed in the guest). Several targets: 125 if one could not run
+    CMD, else the first non-zero status.
     """
     try:
         return _exec(app, send_stdin, env, timeout_run, shell, words, all_domains, group)
