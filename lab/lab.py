@@ -61,6 +61,10 @@ libvirt (URI = "qemu:///system"; names must start with "qgactl-test-" or "qgactl
         .wait_console(text=READY_LINE, timeout) .agent_ping(timeout=5) .destroy()
     live_xml(name, uri=URI) -> str; channel_state(name, channel, uri=URI) -> str | None
 
+A second libvirt host
+    SecondLibvirtd(workdir)                      libvirtd + virtlogd in a private mount
+        .uri  .start(timeout=30)  .stop()        namespace; .uri is qemu+unix://...?socket=
+
 CLI
     python3 lab/lab.py build | libvirtd | demo-start NAME | stop NAME | cleanup
 """
@@ -512,6 +516,61 @@ def ensure_libvirtd(timeout: float = 30.0) -> None:
         last = p.stderr.strip()
         time.sleep(0.3)
     raise LabError(f"libvirtd did not answer `virsh -c {URI} version` in {timeout}s: {last}")
+
+
+class SecondLibvirtd:
+    """A second libvirt host on this machine, for fan-out over several hosts: libvirtd and
+    virtlogd in a mount namespace of their own, with private /run/libvirt, /var/lib/libvirt,
+    /var/cache/libvirt, /var/log/libvirt and /etc/libvirt/qemu (so it sees none of the first
+    host's domains). Reached as ``.uri`` (qemu+unix:///system?socket=...); stopped by PID."""
+
+    PRIVATE = (
+        ("run", "/run/libvirt"),
+        ("lib", "/var/lib/libvirt"),
+        ("cache", "/var/cache/libvirt"),
+        ("log", "/var/log/libvirt"),
+        ("etc-qemu", "/etc/libvirt/qemu"),
+    )
+
+    def __init__(self, workdir: os.PathLike[str] | str) -> None:
+        self.dir = Path(workdir).resolve()
+        self.uri = f"qemu+unix:///system?socket={self.dir / 'run' / 'libvirt-sock'}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        ensure_libvirtd()  # the first host, and /dev/kvm's permissions
+        user, group = qemu_user()
+        for name, _ in self.PRIVATE:
+            (self.dir / name).mkdir(parents=True, exist_ok=True)
+        (self.dir / "lib" / "qemu").mkdir(exist_ok=True)
+        shutil.chown(self.dir / "lib" / "qemu", user, group)
+        (self.dir / "log" / "qemu").mkdir(exist_ok=True)
+        mounts = "".join(f"mount --bind {self.dir / n} {t}\n" for n, t in self.PRIVATE)
+        script = (
+            f"set -e\n{mounts}"
+            f"virtlogd -d -p {self.dir / 'virtlogd.pid'}\n"
+            f"libvirtd -d -p {self.dir / 'libvirtd.pid'}\n"
+        )
+        subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while _virsh("version", uri=self.uri, check=False, timeout=10).returncode != 0:
+            if time.monotonic() > deadline:
+                raise LabError(f"the second libvirtd did not answer on {self.uri} in {timeout}s")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        names = _virsh("list", "--all", "--name", uri=self.uri, check=False).stdout.split()
+        for name in names:
+            if name.startswith(NAME_PREFIXES):
+                destroy_and_undefine(name, uri=self.uri)
+        for daemon in ("libvirtd", "virtlogd"):
+            pidfile = self.dir / f"{daemon}.pid"
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
 
 
 def qemu_user() -> tuple[str, str]:

@@ -20,6 +20,8 @@ Fixtures (all session-scoped):
                               (direct clients); .uri .console_log .dir .boot_seconds
     domain_off                LabDomain defined and shut off (agent channel configured)
     domain_no_channel         LabDomain running, no agent channel (virtio-serial controller only)
+    second_host               lab.SecondLibvirtd: a second libvirtd; .uri reaches it
+    second_host_domain        LabDomain running with an agent on the second host
     domain_agent_not_started  LabDomain running with the .0 channel, kernel flag qgactl.noagent:
                               libvirt says "not connected"; call .wait_console() to be sure the
                               guest has finished booting
@@ -29,6 +31,7 @@ sys.path here).
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,22 +134,46 @@ def conn(libvirt_ready: str) -> Iterator[object]:
         connection.close()
 
 
-def _domain(suffix: str, **kwargs: object) -> Iterator[lab.LabDomain]:
+def _domain(suffix: str, uri: str = lab.URI, **kwargs: object) -> Iterator[lab.LabDomain]:
     name = lab.test_domain_name(suffix)
     try:
-        dom = lab.start_domain(name, **kwargs)  # type: ignore[arg-type]
+        dom = lab.start_domain(name, uri=uri, **kwargs)  # type: ignore[arg-type]
     except lab.LabError as e:
-        lab.destroy_and_undefine(name)
+        lab.destroy_and_undefine(name, uri=uri)
         _fail(f"libvirt domain {name} did not come up", e)
     try:
         yield dom
     finally:
-        lab.destroy_and_undefine(name)
+        lab.destroy_and_undefine(name, uri=uri)
 
 
 @pytest.fixture(scope="session")
 def lab_domain(libvirt_ready: str) -> Iterator[lab.LabDomain]:
     yield from _domain("lab", dedicated=True)
+
+
+@pytest.fixture(scope="session")
+def second_host(
+    libvirt_ready: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[lab.SecondLibvirtd]:
+    """A second real libvirt host (its own libvirtd in a private mount namespace)."""
+    _require("unshare")
+    host = lab.SecondLibvirtd(tmp_path_factory.mktemp("host2"))
+    try:
+        host.start()
+    except (lab.LabError, OSError, subprocess.SubprocessError) as e:
+        host.stop()
+        _fail("the second libvirtd did not start", e)
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+@pytest.fixture(scope="session")
+def second_host_domain(second_host: lab.SecondLibvirtd) -> Iterator[lab.LabDomain]:
+    """A running lab domain with an agent on the second host."""
+    yield from _domain("host2", uri=second_host.uri)
 
 
 @pytest.fixture(scope="session")

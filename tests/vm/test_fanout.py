@@ -66,3 +66,31 @@ def test_exec_on_a_glob_with_a_domain_that_cannot_run_exits_125(qgactl, every_ki
     run = qgactl("exec", "-g", this_sessions_glob(), "--", "hostname", timeout=120)
     assert run.code == 125
     assert re.search(r"--- qgactl-test-\d+-lab\nqgactl-lab\n", run.stdout)
+
+
+def test_two_real_hosts_and_a_dead_one(
+    qgactl, lab_domain, second_host, second_host_domain, tmp_path
+) -> None:
+    import socket
+
+    dead_path = tmp_path / "dead.sock"  # accepts, never answers: libvirt's open blocks on it
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(dead_path))
+    dead.listen(8)
+    dead_uri = f"qemu+unix:///system?socket={dead_path}"
+    hosts = ["qemu:///system", second_host.uri, dead_uri]
+    args = [part for uri in hosts for part in ("-c", uri)]
+    try:
+        names = [str(lab_domain), str(second_host_domain)]
+        run = qgactl("-t", "3", "-o", "json", *args, "ping", *names, timeout=120)
+    finally:
+        dead.close()
+    rows = {(row["host"], row["target"]): row for row in run.json()}
+    assert len(rows) == 6  # each name on each host
+    assert rows[hosts[0], names[0]]["ok"] and rows[hosts[1], names[1]]["ok"]
+    assert rows[hosts[0], names[1]]["exit_code"] == rows[hosts[1], names[0]]["exit_code"] == 3
+    assert all(rows[hosts[2], name]["exit_code"] == 5 for name in names)  # the dead host
+    assert run.code == 3  # the first failure's
+    table = qgactl("-t", "3", "-o", "table", *args[:4], "ping", "--all", env={"COLUMNS": "300"})
+    assert "HOST" in table.stdout
+    assert re.search(rf"{second_host_domain}\s+{re.escape(second_host.uri)}\s+ok", table.stdout)
