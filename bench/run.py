@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
-                                                  # completion, deb, exec, transfer
+                                                  # completion, deb, exec, fleet-exec, transfer
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -217,6 +217,12 @@ def bench_exec() -> None:
     transfer.bench_exec()
 
 
+def bench_fleet_exec() -> None:
+    from bench import transfer
+
+    transfer.bench_fleet_exec()
+
+
 def bench_transfer() -> None:
     from bench import transfer
 
@@ -230,6 +236,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "completion": bench_completion,
     "deb": bench_deb,
     "exec": bench_exec,
+    "fleet-exec": bench_fleet_exec,
     "transfer": bench_transfer,
 }
 

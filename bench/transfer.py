@@ -191,3 +191,46 @@ def _raw_write(call: Callable[[dict[str, Any]], Any], source: Path, path: str, c
         call({"execute": "guest-file-write", "arguments": {"handle": handle, "buf-b64": piece}})
     call({"execute": "guest-file-close", "arguments": {"handle": handle}})
     return time.perf_counter() - started
+
+
+FLEET_EXEC_FLOOR = r"""
+import json, sys, threading, time, libvirt, libvirt_qemu
+libvirt.registerErrorHandler(lambda c, e: None, None)
+conn = libvirt.open("qemu:///system")
+def run(name):
+    dom = conn.lookupByName(name)
+    call = lambda m: json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(m), 10, 0))["return"]
+    exec_ = {"path": "/bin/true", "capture-output": True}
+    pid = call({"execute": "guest-exec", "arguments": exec_})["pid"]
+    while not call({"execute": "guest-exec-status", "arguments": {"pid": pid}})["exited"]:
+        time.sleep(0.001)
+threads = [threading.Thread(target=run, args=(n,)) for n in sys.argv[1:]]
+[t.start() for t in threads]; [t.join() for t in threads]
+"""
+
+
+def bench_fleet_exec(count: int = 8) -> None:
+    with lab_domains(count) as names:
+        glob = names[0].rsplit("-", 1)[0] + "-bench*"
+        loop = ["sh", "-c", 'for d in "$@"; do sh -c "$S" sh "$d"; done', "sh", *names]
+        env = dict(os.environ, S=VIRSH_EXEC)
+        qgactl = (
+            f"qgactl exec '{glob}' -- true",
+            lambda: timed([*QGACTL, "exec", glob, "--", "/bin/true"]),
+        )
+        compare(
+            f"qgactl exec GLOB -- true over {count} guests vs the virsh way, guest after guest",
+            (f"virsh guest-exec + status loop x{count}", lambda: timed(loop, env)),
+            qgactl,
+            runs=10,
+        )
+        compare(
+            f"qgactl exec GLOB -- true over {count} guests vs a bare libvirt-python process, "
+            f"{count} threads",
+            (
+                "python3 -c <libvirt guest-exec + poll, threads>",
+                lambda: timed([PYTHON, "-c", FLEET_EXEC_FLOOR, *names]),
+            ),
+            qgactl,
+            runs=10,
+        )
