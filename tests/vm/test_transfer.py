@@ -178,3 +178,41 @@ def test_recursive_both_ways(target: Target, tmp_path: Path) -> None:
     )
     assert code == 0, err
     assert not (tmp_path / "b2" / "evil").exists() and not (tmp_path / "b2" / "evil").is_symlink()
+
+
+@pytest.mark.parametrize("target", ["libvirt"], indirect=True)
+def test_a_progress_bar_on_a_terminal_only(target: Target, tmp_path: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    target.sh(f"head -c 8000000 /dev/zero > {GUEST_DIR}/big")
+    leader, follower = pty.openpty()
+    args = [
+        "-m",
+        "qgactl",
+        *target.args("cp", target.guest_path(f"{GUEST_DIR}/big"), str(tmp_path)),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=120)
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"big" in seen and b"MB" in seen  # the bar: name, bytes moved, rate
+    assert (tmp_path / "big").stat().st_size == 8000000
+    code, _, err = target.run("cp", target.guest_path(f"{GUEST_DIR}/big"), str(tmp_path / "2"))
+    assert code == 0 and err == b""  # no bar into a pipe
