@@ -17,8 +17,8 @@ shell (``spool`` mode) the output never passes through a status reply:
    handles are read in chunks that fit the transport (guestfile.py) and closed.
 
 Guests without /bin/sh (Windows, detected through guest-get-osinfo) use the agent's capture
-(``capture`` mode): output is limited to CAPTURE_LIMIT a stream by qemu-ga, and stdin to
-what fits in one request.
+(``capture`` mode): output is limited to 16 MiB a stream by qemu-ga (GUEST_EXEC_MAX_OUTPUT),
+and stdin to what fits in one request.
 
 A command that runs past ``timeout_run``, or that the caller cancels (a signal), is killed in
 the guest: SIGTERM to its process group, SIGKILL after KILL_GRACE, then reaped. Nothing is
@@ -57,7 +57,6 @@ KILL_GRACE = 2.0  # between SIGTERM and SIGKILL
 TIMED_OUT = 124  # like timeout(1)
 NOT_FOUND = 127
 CANNOT_EXECUTE = 126
-CAPTURE_LIMIT = 16 * 1024 * 1024  # qemu-ga's own bound per stream (GUEST_EXEC_MAX_OUTPUT)
 # Stdin in one guest-exec request: libvirt drops requests over ~256 KiB of base64.
 CAPTURE_STDIN_LIMIT = 160 * 1024
 
@@ -141,9 +140,9 @@ def run(
     """
     if not argv:
         raise InvalidUsage("no command given", hint="qgactl exec DOMAIN -- CMD [ARGS...]")
-    agent.require(*(SPOOL_COMMANDS if posix is not False else CAPTURE_COMMANDS))
     if posix is None:
         posix = is_posix(agent)
+    agent.require(*(SPOOL_COMMANDS if posix else CAPTURE_COMMANDS))
     if shell:
         argv = ["/bin/sh", "-c", " ".join(argv)] if posix else ["cmd.exe", "/c", " ".join(argv)]
     runner = _Spooled(agent, posix) if posix else _Captured(agent, posix)
@@ -196,7 +195,8 @@ class _Runner:
 
     def _status(self, pid: int) -> ExecStatus:
         """guest-exec-status, retried once after a timeout: it is idempotent until it reports
-        the exit, and the exit itself is not lost in spool mode (the output is in the files)."""
+        the exit. If the lost reply was the one with the exit, the agent has forgotten the
+        process: that is an error, never a guess (the output is still in the spool files)."""
         try:
             return self.agent.exec_status(pid)
         except AgentTimeout:
