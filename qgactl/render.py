@@ -57,9 +57,12 @@ def to_json_text(value: Any) -> str:
 
 
 def cell(value: Any) -> str:
-    """One table cell: None as '-', booleans as yes/no, everything else escaped text."""
-    if value is None:
+    """One table cell: None as '-', booleans as yes/no, a tuple as one line per item,
+    everything else escaped text."""
+    if value is None or value == ():
         return "-"
+    if isinstance(value, tuple):
+        return "\n".join(cell(item) for item in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return escape_control(str(value))
@@ -279,6 +282,17 @@ def fields_table(pairs: Sequence[tuple[str, Any]], title: str = "") -> Any:
     for name, value in pairs:
         table.add_row(Text(name), Text(cell(value)))
     return table
+
+
+def sections(parts: Sequence[tuple[str, Any]]) -> Any:
+    """Renderables one after another, each under its heading (guestinfo's view)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    items: list[Any] = []
+    for heading, renderable in parts:
+        items += [Text(escape_control(heading), style="bold underline"), renderable]
+    return Group(*items)
 
 
 def _box() -> Any:
