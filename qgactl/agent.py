@@ -179,7 +179,8 @@ class Agent:
                 )
             except AgentCommandError as exc:
                 if done:
-                    exc.hint = f"the guest changed {done} of the {len(logical_ids)} vCPUs first"
+                    first = f"the guest changed {done} of the {len(logical_ids)} vCPUs first"
+                    exc.hint = f"{first}; {exc.hint}" if exc.hint else first
                 raise
             if not 0 < count <= len(rest):
                 raise ProtocolError(f"guest-set-vcpus: processed {count} of {len(rest)}")

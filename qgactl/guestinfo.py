@@ -56,7 +56,7 @@ PART_NAMES = tuple(part.name for part in PARTS)
 def gather(agent: Agent, names: Sequence[str] = ()) -> GuestInfo:
     """The parts named (all when none are) that the agent has enabled."""
     wanted = [part for part in PARTS if not names or part.name in names]
-    enabled = {command.name for command in agent.info().commands if command.enabled}
+    enabled = agent.info().enabled
     available = [part for part in wanted if part.command in enabled]
     found: dict[str, Any] = {}
     libvirt = through_libvirt(agent.transport)

@@ -82,6 +82,10 @@ class AgentInfo(NamedTuple):
     def disabled(self) -> list[str]:
         return [command.name for command in self.commands if not command.enabled]
 
+    @property
+    def enabled(self) -> frozenset[str]:
+        return frozenset(command.name for command in self.commands if command.enabled)
+
     def to_json(self) -> dict[str, Any]:
         return _json_of(self)
 
