@@ -43,8 +43,8 @@ def guestinfo(app: App, /, domain: str | None, **parts: bool) -> None:
 
     Through libvirt one virDomainGetGuestInfo call gathers os, hostname, users, timezone,
     fs, disks and net; load and vcpus (and everything over a socket) are agent calls. The
-    JSON is the same either way, except that libvirt gives no disk bus addresses and no
-    interface counters.
+    JSON has the same shape either way; libvirt gives no disk bus addresses, no interface
+    counters and no total_bytes_privileged (null).
     """
     agent = app.open_agent(domain)
     info = gather(agent, [name for name, chosen in parts.items() if chosen])

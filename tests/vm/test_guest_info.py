@@ -3,6 +3,10 @@ guest (domhostname/domifaddr --source agent, domtime, guestinfo, guestvcpus) or 
 agent call that bypasses qgactl; and guestinfo's two ways of gathering (libvirt's
 virDomainGetGuestInfo, agent calls over the guest's dedicated socket) against each other.
 
+The lab guest reports real data (lab/lab.py): 2 vCPUs, eth0 52:54:00:12:34:56 with 10.0.2.15/24
+and an fe80:: address, user qgauser logged in, time zone IST (+05:30). Its qemu-ga 10.0
+flavour (lab_domain10, plain_qemu_guest10) adds guest-get-load and guest-network-get-route.
+
 time --set/--sync and vcpus --enable/--disable change the guest: only the lab domain's, and
 the test puts the clock (or the vCPU) back whatever happens.
 """
@@ -69,6 +73,8 @@ def test_net_is_virsh_domifaddr(qgactl, lab_domain) -> None:
         for a in i["addresses"]
     }
     assert ours == rows and ("lo", "00:00:00:00:00:00", "127.0.0.1/8") in rows
+    assert ("eth0", "52:54:00:12:34:56", "10.0.2.15/24") in rows
+    assert any(row[0] == "eth0" and row[2].startswith("fe80::") for row in rows)
     assert all(i["statistics"] is not None for i in interfaces)  # qemu-ga 7.2 sends them
 
 
@@ -85,7 +91,9 @@ def test_guestinfo_parts_are_virsh_guestinfo(qgactl, lab_domain) -> None:
     )
     info = qgactl_json(qgactl, lab_domain, "guestinfo", "--users", "--os", "--timezone", "--fs")
     assert set(info) == {"users", "os", "timezone", "fs"}
-    assert len(info["users"]) == int(fields["user.count"])
+    assert len(info["users"]) == int(fields["user.count"]) >= 1
+    assert "qgauser" in [user["user"] for user in info["users"]]
+    assert (info["timezone"]["zone"], info["timezone"]["offset"]) == ("IST", 19800)
     for index, user in enumerate(info["users"]):
         assert user["user"] == fields[f"user.{index}.name"]
         assert round(user["login_time"] * 1000) == int(fields[f"user.{index}.login-time"])
@@ -111,10 +119,11 @@ def test_guestinfo_parts_are_virsh_guestinfo(qgactl, lab_domain) -> None:
 
 def _comparable(info: dict[str, Any]) -> dict[str, Any]:
     """What both ways of gathering know: libvirt gives no bus addresses, no interface
-    counters; used space may change between the two calls."""
+    counters, no total_bytes_privileged (qemu-ga 9.1+); used space may change between the two
+    calls."""
     info = json.loads(json.dumps(info))
     for fs in info["fs"]:
-        fs["used_bytes"] = None
+        fs["used_bytes"] = fs["total_bytes_privileged"] = None
         fs["disks"] = [{"serial": d["serial"], "dev": d["dev"]} for d in fs["disks"]]
     for disk in info["disks"]:
         disk["address"] = disk["address"] and disk["address"]["serial"]
@@ -149,7 +158,7 @@ def test_guestinfo_debug_trace_shows_one_libvirt_call(qgactl, lab_domain) -> Non
 def test_vcpus_are_virsh_guestvcpus(qgactl, lab_domain) -> None:
     fields = virsh_fields(lab_domain, "guestvcpus", lab_domain)
     vcpus = qgactl_json(qgactl, lab_domain, "vcpus")
-    assert [v["logical_id"] for v in vcpus] == _cpu_ids(fields["vcpus"])
+    assert [v["logical_id"] for v in vcpus] == _cpu_ids(fields["vcpus"]) == [0, 1]
     assert [v["logical_id"] for v in vcpus if v["online"]] == _cpu_ids(fields["online"])
     assert [v["logical_id"] for v in vcpus if v["can_offline"]] == _cpu_ids(fields["offlinable"])
 
@@ -169,6 +178,24 @@ def test_offlining_cpu_0_is_the_guests_refusal(qgactl, lab_domain) -> None:
     assert result.code == 6, result.stderr
     assert "can't be offlined" in result.stderr and "Traceback" not in result.stderr
     assert virsh_fields(lab_domain, "guestvcpus", lab_domain)["online"] == before
+
+
+def test_vcpus_disable_and_enable_cpu_1(qgactl, lab_domain, raw) -> None:
+    """The change is what virsh guestvcpus sees afterwards; cpu 1 is online again at the end."""
+    args = ("-c", lab_domain.uri, "-o", "json", "vcpus", lab_domain)
+    try:
+        result = qgactl(*args, "--disable", "1")
+        assert result.code == 0, result.stderr
+        assert "took offline 1 vCPU" in result.stderr
+        assert [(v["logical_id"], v["online"]) for v in result.json()] == [(0, True), (1, False)]
+        assert virsh_fields(lab_domain, "guestvcpus", lab_domain)["online"] == "0"
+
+        result = qgactl(*args, "--enable", "0-1")  # cpu 0 is online already: a no-op for it
+        assert result.code == 0, result.stderr
+        assert all(v["online"] for v in result.json())
+        assert virsh_fields(lab_domain, "guestvcpus", lab_domain)["online"] == "0-1"
+    finally:
+        raw("guest-set-vcpus", {"vcpus": [{"logical-id": 1, "online": True}]})
 
 
 def test_cpustats_one_entry_per_online_vcpu(qgactl, lab_domain, raw) -> None:
@@ -202,6 +229,7 @@ def test_users_and_timezone_are_the_agents(qgactl, lab_domain, raw) -> None:
     assert [(u["user"], u["login_time"]) for u in users] == [
         (u["user"], u["login-time"]) for u in raw("guest-get-users", None)
     ]
+    assert "qgauser" in [u["user"] for u in users]
     zone = raw("guest-get-timezone", None)
     assert qgactl_json(qgactl, lab_domain, "timezone") == {
         "zone": zone.get("zone"),
@@ -267,6 +295,70 @@ def test_time_set_in_seconds_with_a_fraction(qgactl, clock_restored) -> None:
     result = qgactl("-c", domain.uri, "-o", "json", "time", domain, "--set", "1500000000.5")
     assert result.code == 0, result.stderr
     assert 1500000000 <= _guest_seconds(domain) < 1500000010
+
+
+# -- qemu-ga 10.0: load and routes ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw10(lab_domain10: lab.LabDomain, conn: Any) -> Any:
+    assert lab_domain10.startswith("qgactl-test-")
+    return libvirt_raw(conn.lookupByName(lab_domain10))
+
+
+def test_load_is_the_guests_proc_loadavg(qgactl, lab_domain10, raw10) -> None:
+    load = qgactl_json(qgactl, lab_domain10, "load")
+    proc = [float(value) for value in _guest_file(raw10, "/proc/loadavg").split()[:3]]
+    assert set(load) == {"load1m", "load5m", "load15m"}
+    for ours, theirs in zip((load["load1m"], load["load5m"], load["load15m"]), proc):
+        assert abs(ours - theirs) < 1.0  # both move; read a moment apart
+
+
+def test_routes_are_the_guests_proc_net_route(qgactl, lab_domain10, raw10) -> None:
+    """IPv4 routes against /proc/net/route (hex, little-endian); IPv6 ones are there too."""
+    data = qgactl_json(qgactl, lab_domain10, "net", "--routes")
+    assert {i["name"] for i in data["interfaces"]} >= {"lo", "eth0"}
+    ours = {
+        (r["iface"], r["destination"], r["gateway"], r["mask"], r["metric"])
+        for r in data["routes"]
+        if r["version"] == 4
+    }
+    theirs = set()
+    for line in _guest_file(raw10, "/proc/net/route").splitlines()[1:]:
+        iface, dest, gateway, _flags, _refcnt, _use, metric, mask = line.split()[:8]
+        theirs.add((iface, _ipv4(dest), _ipv4(gateway), _ipv4(mask), int(metric)))
+    assert ours == theirs and any(r[0] == "eth0" for r in ours)
+    assert any(r["version"] == 6 and r["destination"].startswith("fe80::") for r in data["routes"])
+    table = qgactl("-c", lab_domain10.uri, "-o", "table", "net", lab_domain10, "--routes")
+    assert table.code == 0 and "DESTINATION" in table.stdout and "10.0.2.0/" in table.stdout
+
+
+def _ipv4(little_endian_hex: str) -> str:
+    import socket
+    import struct
+
+    return socket.inet_ntoa(struct.pack("<I", int(little_endian_hex, 16)))
+
+
+def test_guestinfo_of_qemu_ga_10_includes_load_both_ways(qgactl, lab_domain10) -> None:
+    through_libvirt = qgactl_json(qgactl, lab_domain10, "guestinfo")
+    through_socket = qgactl_json(qgactl, lab_domain10, "guestinfo", via="socket")
+    [fs] = through_socket["fs"]
+    assert fs["total_bytes_privileged"] >= fs["total_bytes"]  # 9.1+: root's reserve too
+    assert through_libvirt["fs"][0]["total_bytes_privileged"] is None  # libvirt has no such
+    assert "load" in through_libvirt and "load" in through_socket
+    for info in (through_libvirt, through_socket):
+        del info["load"]  # it moves between the two calls
+    assert _comparable(through_libvirt) == _comparable(through_socket)
+    assert "qgauser" in [u["user"] for u in through_libvirt["users"]]
+
+
+def test_qemu_ga_10_over_a_socket(qgactl, plain_qemu_guest10) -> None:
+    socket = str(plain_qemu_guest10.socket_path)
+    for args in (["load"], ["net", "--routes"], ["guestinfo", "--load", "--vcpus"]):
+        result = qgactl("--socket", socket, "-o", "json", *args)
+        assert result.code == 0, (args, result.stderr)
+    assert set(result.json()) == {"load", "vcpus"} and len(result.json()["vcpus"]) == 2
 
 
 def _guest_file(raw: Any, path: str) -> str:
