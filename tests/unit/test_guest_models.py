@@ -1,9 +1,10 @@
 """The guest-state models (from_reply checks, sorting, to_json), the values users type (times,
 CPU lists), the tables, and the "added in qemu-ga X" hint.
 
-Replies are qemu-ga 7.2's own (recorded from the lab guest and the host-run agent), and the
-10.0 shapes of what 7.2 lacks (guest-get-load, guest-network-get-route: QEMU's
-qga/qapi-schema.json), plus the optional members another agent may leave out.
+Replies are qemu-ga 7.2's own (recorded from the lab guest and the host-run agent) and
+10.0.13's for what 7.2 lacks (guest-get-load, guest-network-get-route, recorded from the lab's
+qemu-ga 10.0 guest), plus the optional members another agent may leave out (both releases'
+qga/qapi-schema.json).
 """
 
 from __future__ import annotations
@@ -89,19 +90,116 @@ CPUSTATS_72 = [
 
 # -- qemu-ga 10.0 (not in 7.2) ----------------------------------------------------------------
 
-LOAD_100 = {"load1m": 0.25, "load5m": 0.07, "load15m": 0}
+# recorded from the lab's qemu-ga 10.0.13 guest (lab_domain10)
+LOAD_100 = {"load15m": 0.04833984375, "load5m": 0.1455078125, "load1m": 0.61669921875}
 ROUTES_100 = [
     {
-        "iface": "eth0", "destination": "0.0.0.0", "gateway": "10.0.2.2", "metric": 0,
-        "mask": "0.0.0.0", "flags": 3, "refcnt": 0, "use": 0, "window": 0, "mtu": 0,
-        "irtt": 0, "version": 4,
+        "flags": 3,
+        "metric": 0,
+        "refcnt": 0,
+        "window": 0,
+        "version": 4,
+        "iface": "eth0",
+        "destination": "0.0.0.0",
+        "irtt": 0,
+        "gateway": "10.0.2.2",
+        "use": 0,
+        "mtu": 0,
+        "mask": "0.0.0.0",
     },
     {
-        "iface": "eth0", "destination": "fe80::", "metric": 256, "desprefixlen": "64",
-        "source": "::", "srcprefixlen": "0", "nexthop": "::", "flags": 1, "refcnt": 1,
-        "use": 0, "version": 6,
+        "flags": 1,
+        "metric": 0,
+        "refcnt": 0,
+        "window": 0,
+        "version": 4,
+        "iface": "eth0",
+        "destination": "10.0.2.0",
+        "irtt": 0,
+        "gateway": "0.0.0.0",
+        "use": 0,
+        "mtu": 0,
+        "mask": "255.255.255.0",
     },
-]  # fmt: skip
+    {
+        "flags": 1,
+        "source": "::",
+        "metric": 256,
+        "refcnt": 1,
+        "version": 6,
+        "nexthop": "::",
+        "iface": "eth0",
+        "destination": "fe80::",
+        "desprefixlen": "64",
+        "srcprefixlen": "0",
+        "use": 0,
+    },
+    {
+        "flags": 2097664,
+        "source": "::",
+        "metric": -1,
+        "refcnt": 1,
+        "version": 6,
+        "nexthop": "::",
+        "iface": "lo",
+        "destination": "::",
+        "desprefixlen": "0",
+        "srcprefixlen": "0",
+        "use": 0,
+    },
+    {
+        "flags": 18446744071564165121,
+        "source": "::",
+        "metric": 0,
+        "refcnt": 2,
+        "version": 6,
+        "nexthop": "::",
+        "iface": "lo",
+        "destination": "::1",
+        "desprefixlen": "128",
+        "srcprefixlen": "0",
+        "use": 0,
+    },
+    {
+        "flags": 18446744071564165121,
+        "source": "::",
+        "metric": 0,
+        "refcnt": 2,
+        "version": 6,
+        "nexthop": "::",
+        "iface": "eth0",
+        "destination": "fe80::5054:ff:fe12:3456",
+        "desprefixlen": "128",
+        "srcprefixlen": "0",
+        "use": 0,
+    },
+    {
+        "flags": 1,
+        "source": "::",
+        "metric": 256,
+        "refcnt": 2,
+        "version": 6,
+        "nexthop": "::",
+        "iface": "eth0",
+        "destination": "ff00::",
+        "desprefixlen": "8",
+        "srcprefixlen": "0",
+        "use": 0,
+    },
+    {
+        "flags": 2097664,
+        "source": "::",
+        "metric": -1,
+        "refcnt": 1,
+        "version": 6,
+        "nexthop": "::",
+        "iface": "lo",
+        "destination": "::",
+        "desprefixlen": "0",
+        "srcprefixlen": "0",
+        "use": 0,
+    },
+]
 
 
 def test_users_whole_and_fractional_seconds() -> None:
@@ -179,11 +277,17 @@ def test_cpustats_linux_and_an_unknown_type() -> None:
 
 def test_load_and_routes_of_qemu_ga_10() -> None:
     load = LoadAverage.from_reply(LOAD_100)
-    assert load == LoadAverage(0.25, 0.07, 0.0)
-    v4, v6 = Route.list_from_reply(ROUTES_100)
-    assert (v4.gateway, v4.mask, v4.version, v4.nexthop) == ("10.0.2.2", "0.0.0.0", 4, None)
+    assert load == LoadAverage(0.61669921875, 0.1455078125, 0.04833984375)
+    assert LoadAverage.from_reply({"load1m": 1, "load5m": 0, "load15m": 0}).load1m == 1.0
+    routes = Route.list_from_reply(ROUTES_100)
+    default, subnet, v6 = routes[:3]
+    assert (default.gateway, default.mask, default.version, default.nexthop) == (
+        "10.0.2.2", "0.0.0.0", 4, None,
+    )  # fmt: skip
+    assert (subnet.destination, subnet.mask) == ("10.0.2.0", "255.255.255.0")
     assert (v6.desprefixlen, v6.nexthop, v6.gateway, v6.mtu) == ("64", "::", None, None)
-    text = _render(tables.routes_table([v4, v6]))
+    assert max(r.flags or 0 for r in routes) == 18446744071564165121  # uint64 in the schema
+    text = _render(tables.routes_table(routes))
     assert "0.0.0.0/0.0.0.0" in text and "fe80::/64" in text and "10.0.2.2" in text
 
 

@@ -1,8 +1,9 @@
 """libvirt's virDomainGetGuestInfo typed parameters unflattened into the agent's models.
 
-LAB_72 is what libvirt 9.0 returned for the lab guest (qemu-ga 7.2) with types=0; RICH adds
-what that guest doesn't have (a user, serials, dependencies, a guest alias, several
-interfaces), with libvirt's own names (src/libvirt-domain.c, virDomainGetGuestInfo).
+LAB_72 is what libvirt 9.0 returned for the first lab guest (qemu-ga 7.2) with types=0,
+LAB_100 for the lab guest with real data and qemu-ga 10.0; RICH adds what neither has (a
+Windows user, serials, dependencies, a guest alias, an interface without a MAC), with
+libvirt's own names (src/libvirt-domain.c, virDomainGetGuestInfo).
 """
 
 from __future__ import annotations
@@ -31,6 +32,57 @@ LAB_72 = {
     "if.0.addr.0.type": "ipv4", "if.0.addr.0.addr": "127.0.0.1", "if.0.addr.0.prefix": 8,
     "if.0.addr.1.type": "ipv6", "if.0.addr.1.addr": "::1", "if.0.addr.1.prefix": 128,
 }  # fmt: skip
+
+LAB_100 = {
+    "user.count": 1,
+    "user.0.name": "qgauser",
+    "user.0.login-time": 1796121359000,
+    "os.id": "qgactllab",
+    "os.name": "qgactl lab",
+    "os.pretty-name": "qgactl lab 1",
+    "os.version": "1 (test guest)",
+    "os.version-id": "1",
+    "os.machine": "x86_64",
+    "os.variant": "qga10 agent",
+    "os.variant-id": "qga10",
+    "os.kernel-release": "6.1.0-50-amd64",
+    "os.kernel-version": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)",
+    "timezone.name": "IST",
+    "timezone.offset": 19800,
+    "hostname": "qgactl-lab",
+    "fs.count": 1,
+    "fs.0.name": "vda",
+    "fs.0.mountpoint": "/mnt/data",
+    "fs.0.fstype": "ext4",
+    "fs.0.total-bytes": 13237248,
+    "fs.0.used-bytes": 15360,
+    "fs.0.disk.count": 1,
+    "fs.0.disk.0.alias": "vda",
+    "fs.0.disk.0.device": "/dev/vda",
+    "disk.count": 1,
+    "disk.0.name": "/dev/vda",
+    "disk.0.partition": False,
+    "disk.0.alias": "vda",
+    "if.count": 2,
+    "if.0.name": "lo",
+    "if.0.hwaddr": "00:00:00:00:00:00",
+    "if.0.addr.count": 2,
+    "if.0.addr.0.type": "ipv4",
+    "if.0.addr.0.addr": "127.0.0.1",
+    "if.0.addr.0.prefix": 8,
+    "if.0.addr.1.type": "ipv6",
+    "if.0.addr.1.addr": "::1",
+    "if.0.addr.1.prefix": 128,
+    "if.1.name": "eth0",
+    "if.1.hwaddr": "52:54:00:12:34:56",
+    "if.1.addr.count": 2,
+    "if.1.addr.0.type": "ipv4",
+    "if.1.addr.0.addr": "10.0.2.15",
+    "if.1.addr.0.prefix": 24,
+    "if.1.addr.1.type": "ipv6",
+    "if.1.addr.1.addr": "fe80::5054:ff:fe12:3456",
+    "if.1.addr.1.prefix": 64,
+}
 
 RICH = {
     "user.count": 2,
@@ -81,6 +133,19 @@ def test_the_lab_guests_parameters_become_the_agents_models() -> None:
     assert [(a.address, a.prefix) for a in lo.addresses] == [("127.0.0.1", 8), ("::1", 128)]
     assert lo.statistics is None
     assert set(info.to_json()) == set(LIBVIRT_PARTS)
+
+
+def test_the_qemu_ga_10_guest_with_a_user_and_eth0() -> None:
+    info = GuestInfo(**unflatten_guest_info(LAB_100, LIBVIRT_PARTS))
+    assert [(u.user, u.login_time) for u in info.users or ()] == [("qgauser", 1796121359.0)]
+    assert info.os is not None and info.os.variant == "qga10 agent"
+    [lo, eth0] = info.net or ()
+    assert lo.name == "lo" and (eth0.name, eth0.hardware_address) == ("eth0", "52:54:00:12:34:56")
+    assert [(a.address, a.prefix) for a in eth0.addresses] == [
+        ("10.0.2.15", 24),
+        ("fe80::5054:ff:fe12:3456", 64),
+    ]
+    assert info.timezone is not None and info.timezone.offset == 19800
 
 
 def test_users_serials_dependencies_and_addresses() -> None:
