@@ -194,11 +194,10 @@ def _filesystems(tree: dict[str, Any]) -> tuple[Filesystem, ...]:
 
 def _address(serial: Any, device: Any, what: str) -> DiskAddress:
     """libvirt's side of GuestDiskAddress: the serial and the device node, no bus."""
-    address = DiskAddress(None, None, None, None, None, None, None)
     for field, value in (("serial", serial), ("dev", device)):
         if value is not None and not isinstance(value, str):
             raise ProtocolError(f"virDomainGetGuestInfo: {what}.{field} is {type(value).__name__}")
-    return address._replace(serial=serial, dev=device)
+    return DiskAddress(None, None, None, None, None, serial=serial, dev=device)
 
 
 def _disks(tree: dict[str, Any]) -> tuple[Disk, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
+from qgactl.models import utc_text
 from qgactl.render import escape_control, fields_table, rows_table, sections
 
 if TYPE_CHECKING:
@@ -197,13 +198,17 @@ def users_table(users: Sequence[User]) -> Any:
     return rows_table(
         ["USER", "DOMAIN", "LOGGED IN (UTC)"],
         [(u.user, u.domain, _utc_seconds(u.login_time)) for u in users],
-        title=f"{len(users)} user" + ("" if len(users) == 1 else "s") + " logged in",
+        title=f"{plural(len(users), 'user')} logged in",
     )
 
 
-def _utc_seconds(seconds: float) -> str:
-    from qgactl.models import utc_text
+def plural(count: int, noun: str) -> str:
+    """(1, "vCPU") -> "1 vCPU", (2, "vCPU") -> "2 vCPUs"."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
+
+def _utc_seconds(seconds: float) -> str:
+    """1796113366.0 -> "2026-12-01 08:22:46" (UTC, whole seconds)."""
     return utc_text(seconds * 1e9)[:19].replace("T", " ")
 
 
@@ -222,7 +227,7 @@ def utc_offset(seconds: int) -> str:
 def time_table(clock: GuestTime) -> Any:
     return fields_table(
         [
-            ("Guest time", clock.to_json()["utc"]),
+            ("Guest time", utc_text(clock.nanoseconds)),
             ("Seconds since the epoch", f"{clock.nanoseconds / 1e9:.6f}"),
             ("Ahead of the host by", f"{clock.drift_seconds:+.3f} s"),
         ]
@@ -257,7 +262,7 @@ def routes_table(routes: Sequence[Route]) -> Any:
 
 
 def net_routes_table(interfaces: Sequence[NetworkInterface], routes: Sequence[Route]) -> Any:
-    return sections([("interfaces", net_table(interfaces)), ("routes", routes_table(routes))])
+    return sections([("Interfaces", net_table(interfaces)), ("Routes", routes_table(routes))])
 
 
 def _destination(route: Route) -> str:
@@ -271,7 +276,7 @@ def vcpus_table(vcpus: Sequence[Vcpu]) -> Any:
     return rows_table(
         ["CPU", "ONLINE", "CAN GO OFFLINE"],
         [(v.logical_id, v.online, v.can_offline) for v in vcpus],
-        title=f"{len(vcpus)} vCPUs, {online} online",
+        title=f"{plural(len(vcpus), 'vCPU')}, {online} online",
     )
 
 
@@ -297,16 +302,14 @@ def memory_table(memory: Memory) -> Any:
             )
             for first, last, is_online, can_offline in runs
         ],
-        title=f"{len(memory.blocks)} memory blocks of {human_bytes(memory.block_size)}, "
+        title=f"{plural(len(memory.blocks), 'memory block')} of {human_bytes(memory.block_size)}, "
         f"{online} online ({human_bytes(memory.online_bytes)})",
     )
 
 
 def load_table(load: LoadAverage) -> Any:
-    return fields_table(
-        [("1 min", f"{load.load1m:.2f}"), ("5 min", f"{load.load5m:.2f}"),
-         ("15 min", f"{load.load15m:.2f}")]
-    )  # fmt: skip
+    averages = (("1 min", load.load1m), ("5 min", load.load5m), ("15 min", load.load15m))
+    return fields_table([(label, f"{value:.2f}") for label, value in averages])
 
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the disk's own sector size

@@ -118,8 +118,9 @@ def vcpus(app: App, domain: str | None, enable: str | None, disable: str | None)
     if cpus:
         changed = agent.set_vcpus(cpus, online=enable is not None)
         verb = "brought online" if enable is not None else "took offline"
-        plural = "" if changed == 1 else "s"
-        app.terminal.note(f"{app.target_name(domain)}: the guest {verb} {changed} vCPU{plural}")
+        app.terminal.note(
+            f"{app.target_name(domain)}: the guest {verb} {tables.plural(changed, 'vCPU')}"
+        )
     found = agent.vcpus()
     app.terminal.result(
         [vcpu.to_json() for vcpu in found],
