@@ -46,6 +46,11 @@ def _optional(reply: dict[str, Any], key: str, kind: type, what: str) -> Any:
     return None if value is None else _check(value, kind, f"{what}.{key}")
 
 
+def _list_of(reply: Any, what: str, build: Any) -> tuple[Any, ...]:
+    """A list reply ("returns": ['X'] in the schema), each entry built by ``build``."""
+    return tuple(build(entry) for entry in _check(reply, list, what))
+
+
 class CommandInfo(NamedTuple):
     name: str
     enabled: bool
@@ -206,8 +211,7 @@ class Filesystem(NamedTuple):
 
     @classmethod
     def list_from_reply(cls, reply: Any) -> tuple[Filesystem, ...]:
-        _check(reply, list, "guest-get-fsinfo")
-        return tuple(cls.from_reply(entry) for entry in reply)
+        return _list_of(reply, "guest-get-fsinfo", cls.from_reply)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Filesystem:
@@ -239,8 +243,7 @@ class Disk(NamedTuple):
 
     @classmethod
     def list_from_reply(cls, reply: Any) -> tuple[Disk, ...]:
-        _check(reply, list, "guest-get-disks")
-        return tuple(cls.from_reply(entry) for entry in reply)
+        return _list_of(reply, "guest-get-disks", cls.from_reply)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Disk:
@@ -379,10 +382,6 @@ def _counters(cls: Any, reply: Any, what: str, *, optional: bool) -> Any:
         else:
             values[field] = _check(reply.get(key), int, f"{what}.{key}")
     return cls(**values)
-
-
-def _list_of(reply: Any, what: str, build: Any) -> tuple[Any, ...]:
-    return tuple(build(entry) for entry in _check(reply, list, what))
 
 
 class HostName(NamedTuple):
