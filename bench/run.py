@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
-                                                  # completion, deb, exec, fleet-exec, transfer
+                                                  # completion, deb, exec, fleet-exec,
+                                                  # transfer, guestinfo
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -229,6 +230,12 @@ def bench_transfer() -> None:
     transfer.bench_transfer()
 
 
+def bench_guestinfo() -> None:
+    from bench import guestinfo
+
+    guestinfo.bench_guestinfo()
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "socket": bench_socket,
     "libvirt": bench_libvirt,
@@ -238,6 +245,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "exec": bench_exec,
     "fleet-exec": bench_fleet_exec,
     "transfer": bench_transfer,
+    "guestinfo": bench_guestinfo,
 }
 
 

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import base64
 import reprlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from qgactl.errors import AgentCommandError, ProtocolError, QgactlError
 from qgactl.models import (
     AgentInfo,
+    CpuStats,
     Disk,
+    DiskStats,
     ExecStatus,
     FileChunk,
     Filesystem,
+    GuestTime,
+    HostName,
+    LoadAverage,
+    Memory,
+    NetworkInterface,
     OsInfo,
+    Route,
+    Timezone,
     TrimResult,
+    User,
+    Vcpu,
 )
 from qgactl.transport import Transport
 from qgactl.wire import Reply, encode_request
@@ -118,6 +130,76 @@ class Agent:
 
     def disks(self) -> tuple[Disk, ...]:
         return Disk.list_from_reply(self.call("guest-get-disks"))
+
+    # -- the guest's state (qga/qapi-schema.json) ---------------------------------------------
+
+    def hostname(self) -> HostName:
+        return HostName.from_reply(self.call("guest-get-host-name"))
+
+    def users(self) -> tuple[User, ...]:
+        return User.list_from_reply(self.call("guest-get-users"))
+
+    def timezone(self) -> Timezone:
+        return Timezone.from_reply(self.call("guest-get-timezone"))
+
+    def get_time(self) -> GuestTime:
+        """The guest's clock, and the host's read halfway through the call (for the drift)."""
+        before = time.time_ns()
+        reply = self.call("guest-get-time")
+        return GuestTime.from_reply(reply, (before + time.time_ns()) // 2)
+
+    def set_time(self, nanoseconds: int | None) -> None:
+        """Set the guest's clock (and its RTC, with hwclock -w). Without a time the agent reads
+        the guest's own RTC (hwclock -s), which is not the host's time (PROTOCOL.md)."""
+        arguments = None if nanoseconds is None else {"time": nanoseconds}
+        self.call("guest-set-time", arguments)
+
+    def interfaces(self) -> tuple[NetworkInterface, ...]:
+        return NetworkInterface.list_from_reply(self.call("guest-network-get-interfaces"))
+
+    def routes(self) -> tuple[Route, ...]:
+        return Route.list_from_reply(self.call("guest-network-get-route"))
+
+    def vcpus(self) -> tuple[Vcpu, ...]:
+        return Vcpu.list_from_reply(self.call("guest-get-vcpus"))
+
+    def set_vcpus(self, logical_ids: Sequence[int], online: bool) -> int:
+        """Bring vCPUs online or offline; returns how many the guest changed (all of them).
+
+        The agent stops at the first vCPU it can't change and returns how many it did before;
+        asked again with the rest, it says why (schema, guest-set-vcpus): so ask until every
+        one is done or the agent answers with an error.
+        """
+        done = 0
+        while done < len(logical_ids):
+            rest = [{"logical-id": cpu, "online": online} for cpu in logical_ids[done:]]
+            try:
+                count = self._count(
+                    "guest-set-vcpus", self.call("guest-set-vcpus", {"vcpus": rest})
+                )
+            except AgentCommandError as exc:
+                if done:
+                    first = f"the guest changed {done} of the {len(logical_ids)} vCPUs first"
+                    exc.hint = f"{first}; {exc.hint}" if exc.hint else first
+                raise
+            if not 0 < count <= len(rest):
+                raise ProtocolError(f"guest-set-vcpus: processed {count} of {len(rest)}")
+            done += count
+        return done
+
+    def memory(self) -> Memory:
+        return Memory.from_replies(
+            self.call("guest-get-memory-blocks"), self.call("guest-get-memory-block-info")
+        )
+
+    def load(self) -> LoadAverage:
+        return LoadAverage.from_reply(self.call("guest-get-load"))
+
+    def diskstats(self) -> tuple[DiskStats, ...]:
+        return DiskStats.list_from_reply(self.call("guest-get-diskstats"))
+
+    def cpustats(self) -> tuple[CpuStats, ...]:
+        return CpuStats.list_from_reply(self.call("guest-get-cpustats"))
 
     # -- processes and files: guest-exec*, guest-file-* (qga/qapi-schema.json) ----------------
     # The engines that make them safe at any size are guest_exec.py, guestfile.py, transfer.py.

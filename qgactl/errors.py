@@ -118,6 +118,41 @@ class LibvirtFailure(QgactlError):
     exit_code = ExitCode.LIBVIRT
 
 
+# The qemu-ga release that added each command ("Since:" in QEMU's qga/qapi-schema.json; 1.x and
+# 0.15 commands are everywhere and left out). For telling a user why an agent lacks a command;
+# what an agent supports is always read from guest-info, never guessed from its version.
+ADDED_IN = {
+    "guest-exec": "2.5",
+    "guest-exec-status": "2.5",
+    "guest-fsfreeze-freeze-list": "2.2",
+    "guest-get-cpustats": "7.1",
+    "guest-get-devices": "5.2",
+    "guest-get-disks": "5.2",
+    "guest-get-diskstats": "7.1",
+    "guest-get-fsinfo": "2.2",
+    "guest-get-host-name": "2.10",
+    "guest-get-load": "10.0",
+    "guest-get-memory-block-info": "2.3",
+    "guest-get-memory-blocks": "2.3",
+    "guest-get-osinfo": "2.10",
+    "guest-get-timezone": "2.10",
+    "guest-get-users": "2.10",
+    "guest-network-get-route": "9.1",
+    "guest-set-memory-blocks": "2.3",
+    "guest-set-user-password": "2.3",
+    "guest-ssh-add-authorized-keys": "5.2",
+    "guest-ssh-get-authorized-keys": "5.2",
+    "guest-ssh-remove-authorized-keys": "5.2",
+}
+
+
+def added_in(command: str) -> str:
+    """' (added in qemu-ga X)' where the schema says, else '': for messages about a command
+    that an agent lacks."""
+    version = ADDED_IN.get(command)
+    return f" (added in qemu-ga {version})" if version else ""
+
+
 def _agent_error_hint(command: str, desc: str) -> str | None:
     """What to do about the agent's most common refusals (its own wording, qemu-ga 7.2)."""
     if "frozen state" in desc:
@@ -130,5 +165,8 @@ def _agent_error_hint(command: str, desc: str) -> str | None:
             "restart qemu-ga; `qgactl info` lists what is enabled"
         )
     if "has not been found" in desc:
-        return "this agent doesn't know that command; `qgactl info` lists what it knows"
+        return (
+            f"this agent doesn't know {command}{added_in(command)}; `qgactl info` lists what "
+            "it knows"
+        )
     return None

@@ -46,6 +46,11 @@ def _optional(reply: dict[str, Any], key: str, kind: type, what: str) -> Any:
     return None if value is None else _check(value, kind, f"{what}.{key}")
 
 
+def _list_of(reply: Any, what: str, build: Any) -> tuple[Any, ...]:
+    """A list reply ("returns": ['X'] in the schema), each entry built by ``build``."""
+    return tuple(build(entry) for entry in _check(reply, list, what))
+
+
 class CommandInfo(NamedTuple):
     name: str
     enabled: bool
@@ -81,6 +86,10 @@ class AgentInfo(NamedTuple):
     @property
     def disabled(self) -> list[str]:
         return [command.name for command in self.commands if not command.enabled]
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        return frozenset(command.name for command in self.commands if command.enabled)
 
     def to_json(self) -> dict[str, Any]:
         return _json_of(self)
@@ -162,12 +171,13 @@ class PciAddress(NamedTuple):
 
 class DiskAddress(NamedTuple):
     """GuestDiskAddress: where a disk sits (serial and dev since qemu-ga 3.1; s390x's
-    ccw-address is not kept)."""
+    ccw-address is not kept). The bus members are None only when libvirt gathered the data
+    (virDomainGetGuestInfo passes on the serial and the device node alone: guestinfo.py)."""
 
-    bus_type: str
-    bus: int
-    target: int
-    unit: int
+    bus_type: str | None
+    bus: int | None
+    target: int | None
+    unit: int | None
     pci_controller: PciAddress | None
     serial: str | None
     dev: str | None
@@ -203,8 +213,7 @@ class Filesystem(NamedTuple):
 
     @classmethod
     def list_from_reply(cls, reply: Any) -> tuple[Filesystem, ...]:
-        _check(reply, list, "guest-get-fsinfo")
-        return tuple(cls.from_reply(entry) for entry in reply)
+        return _list_of(reply, "guest-get-fsinfo", cls.from_reply)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Filesystem:
@@ -236,8 +245,7 @@ class Disk(NamedTuple):
 
     @classmethod
     def list_from_reply(cls, reply: Any) -> tuple[Disk, ...]:
-        _check(reply, list, "guest-get-disks")
-        return tuple(cls.from_reply(entry) for entry in reply)
+        return _list_of(reply, "guest-get-disks", cls.from_reply)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Disk:
@@ -349,3 +357,420 @@ class FileChunk(NamedTuple):
                 f"(asked for at most {asked})"
             )
         return cls(data, _check(reply.get("eof"), bool, f"{what}.eof"))
+
+
+# -- the guest's state: host name, users, time, network, vCPUs, memory, load, statistics -----
+# Shapes from QEMU qga/qapi-schema.json (GuestHostName, GuestUser, GuestTimezone,
+# GuestNetworkInterface, GuestNetworkRoute, GuestLogicalProcessor, GuestMemoryBlock,
+# GuestLoadAverage, GuestDiskStatsInfo, GuestCpuStats); "*name" members may be absent.
+
+
+def _number(value: Any, what: str) -> float:
+    """A JSON number ('number' in the schema: an int or a float, never a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _check(value, float, what)  # raises
+    return float(value)
+
+
+def _counters(cls: Any, reply: Any, what: str, *, optional: bool) -> Any:
+    """A struct of integer counters whose fields are the schema's members with underscores
+    for dashes, every one optional or every one required."""
+    _check(reply, dict, what)
+    values = {}
+    for field in cls._fields:
+        key = field.replace("_", "-")
+        if optional:
+            values[field] = _optional(reply, key, int, what)
+        else:
+            values[field] = _check(reply.get(key), int, f"{what}.{key}")
+    return cls(**values)
+
+
+class HostName(NamedTuple):
+    """guest-get-host-name (qemu-ga 2.10+)."""
+
+    host_name: str
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> HostName:
+        _check(reply, dict, "guest-get-host-name")
+        return cls(_check(reply.get("host-name"), str, "guest-get-host-name.host-name"))
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class User(NamedTuple):
+    """One of guest-get-users: login_time in seconds since the epoch (qemu-ga 7.2 sends whole
+    seconds; the schema says 'number'); domain only on Windows."""
+
+    user: str
+    domain: str | None
+    login_time: float
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[User, ...]:
+        return _list_of(reply, "guest-get-users", cls.from_reply)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> User:
+        what = "guest-get-users[]"
+        _check(reply, dict, what)
+        return cls(
+            user=_check(reply.get("user"), str, f"{what}.user"),
+            domain=_optional(reply, "domain", str, what),
+            login_time=_number(reply.get("login-time"), f"{what}.login-time"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class Timezone(NamedTuple):
+    """guest-get-timezone: a name that may be only an abbreviation ("IST"), and the offset
+    east of UTC in seconds (half and quarter hours exist)."""
+
+    zone: str | None
+    offset: int
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Timezone:
+        what = "guest-get-timezone"
+        _check(reply, dict, what)
+        return cls(
+            zone=_optional(reply, "zone", str, what),
+            offset=_check(reply.get("offset"), int, f"{what}.offset"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class GuestTime(NamedTuple):
+    """guest-get-time (nanoseconds since the epoch, UTC) and the host's clock read at the
+    same moment (the middle of the call), so the difference is the guest's drift."""
+
+    nanoseconds: int
+    host_nanoseconds: int
+
+    @classmethod
+    def from_reply(cls, reply: Any, host_nanoseconds: int) -> GuestTime:
+        return cls(_check(reply, int, "guest-get-time"), host_nanoseconds)
+
+    @property
+    def drift_seconds(self) -> float:
+        """How far the guest's clock is ahead of the host's (negative: behind)."""
+        return (self.nanoseconds - self.host_nanoseconds) / 1e9
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "utc": utc_text(self.nanoseconds),
+            "nanoseconds": self.nanoseconds,
+            "host_nanoseconds": self.host_nanoseconds,
+            "drift_seconds": round(self.drift_seconds, 6),
+        }
+
+
+def utc_text(nanoseconds: float) -> str:
+    """Nanoseconds since the epoch as ISO 8601 UTC with microseconds ("...T10:15:31.123456Z")."""
+    import datetime  # here: ~1 ms of start-up that only time and users need
+
+    seconds, rest = divmod(int(nanoseconds), 1_000_000_000)
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.replace(microsecond=rest // 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class IpAddress(NamedTuple):
+    address: str
+    type: str  # "ipv4" or "ipv6" (GuestIpAddressType)
+    prefix: int
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> IpAddress:
+        what = "guest-network-get-interfaces[].ip-addresses[]"
+        _check(reply, dict, what)
+        return cls(
+            address=_check(reply.get("ip-address"), str, f"{what}.ip-address"),
+            type=_check(reply.get("ip-address-type"), str, f"{what}.ip-address-type"),
+            prefix=_check(reply.get("prefix"), int, f"{what}.prefix"),
+        )
+
+
+class InterfaceStatistics(NamedTuple):
+    """GuestNetworkInterfaceStat (qemu-ga 2.11+): counters since the interface came up."""
+
+    rx_bytes: int
+    rx_packets: int
+    rx_errs: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errs: int
+    tx_dropped: int
+
+
+class NetworkInterface(NamedTuple):
+    """One of guest-network-get-interfaces. Through libvirt (virDomainGetGuestInfo) there are
+    no statistics."""
+
+    name: str
+    hardware_address: str | None
+    addresses: tuple[IpAddress, ...]
+    statistics: InterfaceStatistics | None
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[NetworkInterface, ...]:
+        return _list_of(reply, "guest-network-get-interfaces", cls.from_reply)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> NetworkInterface:
+        what = "guest-network-get-interfaces[]"
+        _check(reply, dict, what)
+        addresses = _check(reply.get("ip-addresses", []), list, f"{what}.ip-addresses")
+        statistics = reply.get("statistics")
+        return cls(
+            name=_check(reply.get("name"), str, f"{what}.name"),
+            hardware_address=_optional(reply, "hardware-address", str, what),
+            addresses=tuple(IpAddress.from_reply(address) for address in addresses),
+            statistics=None
+            if statistics is None
+            else _counters(InterfaceStatistics, statistics, f"{what}.statistics", optional=False),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class Route(NamedTuple):
+    """One of guest-network-get-route (qemu-ga 9.1+, Linux: /proc/net/route and ipv6_route).
+    IPv4 routes have gateway and mask; IPv6 routes nexthop, source and the prefix lengths
+    (strings in the schema)."""
+
+    iface: str
+    destination: str
+    metric: int
+    version: int
+    gateway: str | None
+    mask: str | None
+    desprefixlen: str | None
+    source: str | None
+    srcprefixlen: str | None
+    nexthop: str | None
+    flags: int | None
+    refcnt: int | None
+    use: int | None
+    window: int | None
+    mtu: int | None
+    irtt: int | None
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[Route, ...]:
+        return _list_of(reply, "guest-network-get-route", cls.from_reply)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Route:
+        what = "guest-network-get-route[]"
+        _check(reply, dict, what)
+        strings = ("gateway", "mask", "desprefixlen", "source", "srcprefixlen", "nexthop")
+        return cls(
+            iface=_check(reply.get("iface"), str, f"{what}.iface"),
+            destination=_check(reply.get("destination"), str, f"{what}.destination"),
+            metric=_check(reply.get("metric"), int, f"{what}.metric"),
+            version=_check(reply.get("version"), int, f"{what}.version"),
+            **{key: _optional(reply, key, str, what) for key in strings},
+            **{
+                key: _optional(reply, key, int, what)
+                for key in ("flags", "refcnt", "use", "window", "mtu", "irtt")
+            },
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class Vcpu(NamedTuple):
+    """GuestLogicalProcessor. The agent lists them in no particular order: list_from_reply
+    sorts by logical_id."""
+
+    logical_id: int
+    online: bool
+    can_offline: bool | None
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[Vcpu, ...]:
+        vcpus = _list_of(reply, "guest-get-vcpus", cls.from_reply)
+        return tuple(sorted(vcpus, key=lambda vcpu: vcpu.logical_id))
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Vcpu:
+        what = "guest-get-vcpus[]"
+        _check(reply, dict, what)
+        return cls(
+            logical_id=_check(reply.get("logical-id"), int, f"{what}.logical-id"),
+            online=_check(reply.get("online"), bool, f"{what}.online"),
+            can_offline=_optional(reply, "can-offline", bool, what),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class MemoryBlock(NamedTuple):
+    """GuestMemoryBlock (sorted by phys_index: the agent's order is unspecified)."""
+
+    phys_index: int
+    online: bool
+    can_offline: bool | None
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> MemoryBlock:
+        what = "guest-get-memory-blocks[]"
+        _check(reply, dict, what)
+        return cls(
+            phys_index=_check(reply.get("phys-index"), int, f"{what}.phys-index"),
+            online=_check(reply.get("online"), bool, f"{what}.online"),
+            can_offline=_optional(reply, "can-offline", bool, what),
+        )
+
+
+class Memory(NamedTuple):
+    """guest-get-memory-blocks with guest-get-memory-block-info's block size (bytes)."""
+
+    block_size: int
+    blocks: tuple[MemoryBlock, ...]
+
+    @classmethod
+    def from_replies(cls, blocks: Any, info: Any) -> Memory:
+        _check(info, dict, "guest-get-memory-block-info")
+        size = _check(info.get("size"), int, "guest-get-memory-block-info.size")
+        found = _list_of(blocks, "guest-get-memory-blocks", MemoryBlock.from_reply)
+        return cls(size, tuple(sorted(found, key=lambda block: block.phys_index)))
+
+    @property
+    def online_bytes(self) -> int:
+        return self.block_size * sum(block.online for block in self.blocks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**_json_of(self), "online_bytes": self.online_bytes}
+
+
+class LoadAverage(NamedTuple):
+    """guest-get-load (qemu-ga 10.0+): the run-queue averages over 1, 5 and 15 minutes."""
+
+    load1m: float
+    load5m: float
+    load15m: float
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> LoadAverage:
+        _check(reply, dict, "guest-get-load")
+        return cls(
+            **{field: _number(reply.get(field), f"guest-get-load.{field}") for field in cls._fields}
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class DiskCounters(NamedTuple):
+    """GuestDiskStats: /proc/diskstats' counters (sectors of 512 bytes, times in ms), each
+    optional in the schema."""
+
+    read_sectors: int | None
+    read_ios: int | None
+    read_merges: int | None
+    write_sectors: int | None
+    write_ios: int | None
+    write_merges: int | None
+    discard_sectors: int | None
+    discard_ios: int | None
+    discard_merges: int | None
+    flush_ios: int | None
+    read_ticks: int | None
+    write_ticks: int | None
+    discard_ticks: int | None
+    flush_ticks: int | None
+    ios_pgr: int | None
+    total_ticks: int | None
+    weight_ticks: int | None
+
+
+class DiskStats(NamedTuple):
+    """One of guest-get-diskstats (qemu-ga 7.1+, Linux)."""
+
+    name: str
+    major: int
+    minor: int
+    stats: DiskCounters
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[DiskStats, ...]:
+        return _list_of(reply, "guest-get-diskstats", cls.from_reply)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> DiskStats:
+        what = "guest-get-diskstats[]"
+        _check(reply, dict, what)
+        return cls(
+            name=_check(reply.get("name"), str, f"{what}.name"),
+            major=_check(reply.get("major"), int, f"{what}.major"),
+            minor=_check(reply.get("minor"), int, f"{what}.minor"),
+            stats=_counters(DiskCounters, reply.get("stats"), f"{what}.stats", optional=True),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class CpuStats(NamedTuple):
+    """One of guest-get-cpustats (qemu-ga 7.1+): times in milliseconds (schema). The union has
+    only a "linux" member so far; another type keeps just its type."""
+
+    type: str
+    cpu: int | None
+    user: int | None
+    nice: int | None
+    system: int | None
+    idle: int | None
+    iowait: int | None
+    irq: int | None
+    softirq: int | None
+    steal: int | None
+    guest: int | None
+    guestnice: int | None
+
+    @classmethod
+    def list_from_reply(cls, reply: Any) -> tuple[CpuStats, ...]:
+        return _list_of(reply, "guest-get-cpustats", cls.from_reply)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> CpuStats:
+        what = "guest-get-cpustats[]"
+        _check(reply, dict, what)
+        kind = _check(reply.get("type"), str, f"{what}.type")
+        if kind != "linux":
+            return cls(kind, *([None] * (len(cls._fields) - 1)))
+        for key in ("cpu", "user", "nice", "system", "idle"):  # the rest are optional
+            _check(reply.get(key), int, f"{what}.{key}")
+        return cls(kind, **{key: _optional(reply, key, int, what) for key in cls._fields[1:]})
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class GuestInfo(NamedTuple):
+    """``qgactl guestinfo``: the parts asked for that the agent has; None for the others
+    (left out of the JSON)."""
+
+    os: OsInfo | None = None
+    hostname: HostName | None = None
+    users: tuple[User, ...] | None = None
+    timezone: Timezone | None = None
+    fs: tuple[Filesystem, ...] | None = None
+    disks: tuple[Disk, ...] | None = None
+    net: tuple[NetworkInterface, ...] | None = None
+    load: LoadAverage | None = None
+    vcpus: tuple[Vcpu, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in self._asdict().items() if value is not None}

@@ -57,9 +57,12 @@ def to_json_text(value: Any) -> str:
 
 
 def cell(value: Any) -> str:
-    """One table cell: None as '-', booleans as yes/no, everything else escaped text."""
-    if value is None:
+    """One table cell: None as '-', booleans as yes/no, a tuple as one line per item,
+    everything else escaped text."""
+    if value is None or value == ():
         return "-"
+    if isinstance(value, tuple):
+        return "\n".join(cell(item) for item in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return escape_control(str(value))
@@ -281,16 +284,22 @@ def fields_table(pairs: Sequence[tuple[str, Any]], title: str = "") -> Any:
     return table
 
 
-def blocks(sections: Sequence[tuple[str, Any, str | None]]) -> Any:
-    """One block per target of a fan-out command: its heading, then its table or its error."""
+def sections(parts: Sequence[tuple[str, Any]]) -> Any:
+    """Renderables one after another, each under its heading (guestinfo's view)."""
     from rich.console import Group
     from rich.text import Text
 
-    parts: list[Any] = []
-    for title, table, error in sections:
-        parts.append(Text(escape_control(title), style="bold"))
-        parts.append(table if error is None else Text(f"  failed: {escape_control(error)}\n"))
-    return Group(*parts)
+    items: list[Any] = []
+    for heading, renderable in parts:
+        items += [Text(escape_control(heading), style="bold underline"), renderable]
+    return Group(*items)
+
+
+def failure(message: str) -> Any:
+    """A target's error in place of its table (fan-out blocks)."""
+    from rich.text import Text
+
+    return Text(f"  failed: {escape_control(message)}\n")
 
 
 def _box() -> Any:

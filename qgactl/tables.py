@@ -8,20 +8,33 @@ and escape every cell). Commands pass them to Terminal.result as ``lambda: table
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from qgactl.render import escape_control, fields_table, rows_table
+from qgactl.models import utc_text
+from qgactl.render import escape_control, fields_table, rows_table, sections
 
 if TYPE_CHECKING:
     from qgactl.discover import DomainInfo
     from qgactl.models import (
         AgentInfo,
+        CpuStats,
         Disk,
         DiskAddress,
+        DiskStats,
         Filesystem,
+        GuestInfo,
+        GuestTime,
+        HostName,
+        LoadAverage,
+        Memory,
+        NetworkInterface,
         OsInfo,
         PingResult,
+        Route,
+        Timezone,
         TrimResult,
+        User,
+        Vcpu,
     )
 
 
@@ -130,11 +143,11 @@ def _device(fs: Filesystem) -> str:
 
 def _disk_text(address: DiskAddress) -> str:
     """fsinfo's DISK: the bus, and the serial that tells the host which disk it is."""
-    text = _bus_text(address)
-    return f"{text} serial {address.serial}" if address.serial else text
+    text = _bus_text(address) or ""
+    return f"{text} serial {address.serial}".strip() if address.serial else text
 
 
-def _bus_text(address: DiskAddress) -> str:
+def _bus_text(address: DiskAddress) -> str | None:
     pci = address.pci_controller
     if pci and pci.slot >= 0:  # -1 everywhere means the agent couldn't tell
         return f"{address.bus_type} {pci.domain:04x}:{pci.bus:02x}:{pci.slot:02x}.{pci.function}"
@@ -174,6 +187,189 @@ def human_bytes(count: int | None) -> str | None:
             return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+# -- the guest's state: hostname, users, timezone, time, net, vcpus, memory, load, stats ------
+
+
+def hostname_table(name: HostName) -> Any:
+    return fields_table([("Hostname", name.host_name)])
+
+
+def users_table(users: Sequence[User]) -> Any:
+    return rows_table(
+        ["USER", "DOMAIN", "LOGGED IN (UTC)"],
+        [(u.user, u.domain, _utc_seconds(u.login_time)) for u in users],
+        title=f"{plural(len(users), 'user')} logged in",
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    """(1, "vCPU") -> "1 vCPU", (2, "vCPU") -> "2 vCPUs"."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _utc_seconds(seconds: float) -> str:
+    """1796113366.0 -> "2026-12-01 08:22:46" (UTC, whole seconds)."""
+    return utc_text(seconds * 1e9)[:19].replace("T", " ")
+
+
+def timezone_table(zone: Timezone) -> Any:
+    return fields_table([("Zone", zone.zone), ("Offset", utc_offset(zone.offset))])
+
+
+def utc_offset(seconds: int) -> str:
+    """19800 -> "UTC+05:30", -12600 -> "UTC-03:30" (seconds left out unless there are any)."""
+    sign = "-" if seconds < 0 else "+"
+    hours, rest = divmod(abs(seconds), 3600)
+    minutes, rest = divmod(rest, 60)
+    return f"UTC{sign}{hours:02d}:{minutes:02d}" + (f":{rest:02d}" if rest else "")
+
+
+def time_table(clock: GuestTime) -> Any:
+    return fields_table(
+        [
+            ("Guest time", utc_text(clock.nanoseconds)),
+            ("Seconds since the epoch", f"{clock.nanoseconds / 1e9:.6f}"),
+            ("Ahead of the host by", f"{clock.drift_seconds:+.3f} s"),
+        ]
+    )
+
+
+def net_table(interfaces: Sequence[NetworkInterface]) -> Any:
+    """Bytes received and sent; errors and drops are in the JSON (and none through libvirt)."""
+    return rows_table(
+        ["INTERFACE", "MAC", "ADDRESSES", "RX", "TX"],
+        [
+            (
+                i.name,
+                i.hardware_address,
+                tuple(f"{a.address}/{a.prefix}" for a in i.addresses),
+                human_bytes(i.statistics.rx_bytes) if i.statistics else None,
+                human_bytes(i.statistics.tx_bytes) if i.statistics else None,
+            )
+            for i in interfaces
+        ],
+    )
+
+
+def routes_table(routes: Sequence[Route]) -> Any:
+    return rows_table(
+        ["DESTINATION", "VIA", "INTERFACE", "METRIC", "MTU"],
+        [
+            (_destination(r), r.gateway if r.version == 4 else r.nexthop, r.iface, r.metric, r.mtu)
+            for r in routes
+        ],
+    )
+
+
+def net_routes_table(interfaces: Sequence[NetworkInterface], routes: Sequence[Route]) -> Any:
+    return sections([("Interfaces", net_table(interfaces)), ("Routes", routes_table(routes))])
+
+
+def _destination(route: Route) -> str:
+    """10.0.2.0/255.255.255.0 for IPv4 (the agent gives a mask), fe80::/64 for IPv6."""
+    suffix = route.mask if route.version == 4 else route.desprefixlen
+    return f"{route.destination}/{suffix}" if suffix else route.destination
+
+
+def vcpus_table(vcpus: Sequence[Vcpu]) -> Any:
+    online = sum(vcpu.online for vcpu in vcpus)
+    return rows_table(
+        ["CPU", "ONLINE", "CAN GO OFFLINE"],
+        [(v.logical_id, v.online, v.can_offline) for v in vcpus],
+        title=f"{plural(len(vcpus), 'vCPU')}, {online} online",
+    )
+
+
+def memory_table(memory: Memory) -> Any:
+    """Runs of consecutive blocks in the same state, one row each (a 24 GiB guest has 192)."""
+    runs: list[list[Any]] = []  # [first, last, online, can_offline]
+    for block in memory.blocks:
+        last = runs[-1] if runs else None
+        state = [block.online, block.can_offline]
+        if last and last[1] == block.phys_index - 1 and last[2:] == state:
+            last[1] = block.phys_index
+        else:
+            runs.append([block.phys_index, block.phys_index, *state])
+    online = sum(block.online for block in memory.blocks)
+    return rows_table(
+        ["BLOCKS", "SIZE", "ONLINE", "CAN GO OFFLINE"],
+        [
+            (
+                str(first) if first == last else f"{first}-{last}",
+                human_bytes((last - first + 1) * memory.block_size),
+                is_online,
+                can_offline,
+            )
+            for first, last, is_online, can_offline in runs
+        ],
+        title=f"{plural(len(memory.blocks), 'memory block')} of {human_bytes(memory.block_size)}, "
+        f"{online} online ({human_bytes(memory.online_bytes)})",
+    )
+
+
+def load_table(load: LoadAverage) -> Any:
+    averages = (("1 min", load.load1m), ("5 min", load.load5m), ("15 min", load.load15m))
+    return fields_table([(label, f"{value:.2f}") for label, value in averages])
+
+
+SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the disk's own sector size
+
+
+def diskstats_table(disks: Sequence[DiskStats]) -> Any:
+    def sectors(count: int | None) -> str | None:
+        return None if count is None else human_bytes(count * SECTOR)
+
+    return rows_table(
+        ["DISK", "MAJ:MIN", "READS", "READ", "WRITES", "WRITTEN", "IN FLIGHT", "BUSY"],
+        [
+            (
+                d.name,
+                f"{d.major}:{d.minor}",
+                d.stats.read_ios,
+                sectors(d.stats.read_sectors),
+                d.stats.write_ios,
+                sectors(d.stats.write_sectors),
+                d.stats.ios_pgr,
+                None if d.stats.total_ticks is None else f"{d.stats.total_ticks} ms",
+            )
+            for d in disks
+        ],
+    )
+
+
+def cpustats_table(cpus: Sequence[CpuStats]) -> Any:
+    columns = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return rows_table(
+        ["CPU", *(column.upper() for column in columns)],
+        [(c.cpu if c.cpu is not None else c.type, *(getattr(c, k) for k in columns)) for c in cpus],
+        title="time per CPU in milliseconds",
+    )
+
+
+_GUESTINFO_SECTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "os": ("Operating system", osinfo_table),
+    "hostname": ("Hostname", hostname_table),
+    "users": ("Users", users_table),
+    "timezone": ("Time zone", timezone_table),
+    "fs": ("Filesystems", fsinfo_table),
+    "disks": ("Disks", disks_table),
+    "net": ("Network", net_table),
+    "load": ("Load", load_table),
+    "vcpus": ("vCPUs", vcpus_table),
+}
+
+
+def guestinfo_table(info: GuestInfo) -> Any:
+    """One section per part that is there, in guestinfo.PARTS' order."""
+    return sections(
+        [
+            (_GUESTINFO_SECTIONS[name][0], _GUESTINFO_SECTIONS[name][1](part))
+            for name, part in info._asdict().items()
+            if part is not None
+        ]
+    )
 
 
 # -- doctor ------------------------------------------------------------------------------------

@@ -105,6 +105,22 @@ class LibvirtTransport:
             self._trace("<--", text.encode())
         return parse_reply(text, command)
 
+    def guest_info(self, types: int) -> dict[str, Any]:
+        """virDomainGetGuestInfo: the guest-info parts ``types`` (VIR_DOMAIN_GUEST_INFO_*) in
+        one RPC, as flat typed parameters ("user.0.name": ...); unflattened by guestinfo.py.
+        libvirt applies its own agent timeout (5 s) here: there is no timeout argument."""
+        import libvirt
+
+        if self._trace:
+            self._trace("-->", f"virDomainGetGuestInfo(types={types:#x})".encode())
+        try:
+            params = self._domain.guestInfo(types, 0)
+        except libvirt.libvirtError as exc:
+            raise libvirt_error(exc, domain=self.target, command="virDomainGetGuestInfo") from None
+        if self._trace:
+            self._trace("<--", json.dumps(params).encode())
+        return dict(params)
+
     def close(self) -> None:
         pass  # the connection belongs to discover.Libvirt
 
@@ -143,8 +159,21 @@ class AutoTransport:
         self.kind, self.target = self._current.kind, self._current.target
         return self._current.send(request, command, timeout, expect_reply)
 
+    @property
+    def current(self) -> Transport:
+        """The transport calls go through now (the socket, once auto has fallen back)."""
+        return self._current
+
     def close(self) -> None:
         self._current.close()
+
+
+def through_libvirt(transport: Transport) -> LibvirtTransport | None:
+    """The LibvirtTransport that ``transport``'s calls go through, if they go through libvirt
+    (for libvirt's own agent APIs such as virDomainGetGuestInfo); else None."""
+    if isinstance(transport, AutoTransport):
+        transport = transport.current
+    return transport if isinstance(transport, LibvirtTransport) else None
 
 
 # libvirt error codes (virterror.h); numbers, so mapping needs no import of libvirt.

@@ -98,12 +98,14 @@ def report(
             app.terminal.error(outcome.error)
     data = [entry(outcome, fields) for outcome in outcomes]
     if table is not None:
-        sections = [
-            (heading(outcome.target, chosen), None if outcome.error else table(outcome.value),
-             outcome.error.message if outcome.error else None)
+        parts = [
+            (
+                heading(outcome.target, chosen),
+                render.failure(outcome.error.message) if outcome.error else table(outcome.value),
+            )
             for outcome in outcomes
-        ]  # fmt: skip
-        app.terminal.result(data, lambda: render.blocks(sections))
+        ]
+        app.terminal.result(data, lambda: render.sections(parts))
     else:
         app.terminal.result(data, lambda: None)
     return summary(app, outcomes)
