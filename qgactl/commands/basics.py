@@ -110,7 +110,6 @@ def info(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         domain,
         all_domains,
         lambda agent: agent.info(),
-        lambda value: value.to_json(),
         tables.info_table,
     )
 
@@ -125,7 +124,6 @@ def osinfo(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         domain,
         all_domains,
         lambda agent: agent.osinfo(),
-        lambda value: value.to_json(),
         tables.osinfo_table,
     )
 

@@ -53,13 +53,26 @@ def fan_out(
     domains: tuple[str, ...],
     all_domains: bool,
     call: Callable[[Agent], Any],
-    fields: Callable[[Any], dict[str, Any]],
     table: Callable[[Any], Any],
     *,
-    single: Callable[[Any], Any] | None = None,
+    key: str | None = None,
+    fields: Callable[[Any], dict[str, Any]] | None = None,
+    raw: bool = True,
 ) -> int:
-    """Run ``call`` on every target. ``fields(value)`` is its JSON object, ``table(value)``
-    its table; ``single(value)`` the JSON of a lone target (default: ``fields``)."""
+    """Run ``call`` on every target; ``table(value)`` shows a value. Its JSON is its
+    ``to_json()``; for a list of models give ``key``: the list for one target, {key: [...]}
+    in a fan-out list; anything else gives ``fields``. ``raw``: -o raw may print the agent's
+    last reply (the command made one call)."""
+
+    def as_json(value: Any) -> Any:
+        if key is not None:
+            return [item.to_json() for item in value]
+        return fields(value) if fields is not None else value.to_json()
+
+    def as_fields(value: Any) -> dict[str, Any]:
+        data = as_json(value)
+        return {key: data} if key is not None else data
+
     chosen = targets.resolve(app, domains, all_domains=all_domains)
     if not chosen.plural:
         target = chosen.items[0]
@@ -67,8 +80,9 @@ def fan_out(
             raise target.failure
         agent = open_agent(app, target)
         value = call(agent)
-        shown = (single or fields)(value)
-        app.terminal.result(shown, lambda: table(value), raw=agent.last_reply)
+        app.terminal.result(
+            as_json(value), lambda: table(value), raw=agent.last_reply if raw else None
+        )
         return ExitCode.OK
 
     def job(target: Target) -> Any:
@@ -80,7 +94,7 @@ def fan_out(
 
     with app.terminal.status(f"asking {len(chosen.items)} agents"):
         outcomes = fanout.run_all(chosen.items, job, app.jobs)
-    return report(app, chosen, outcomes, fields, table)
+    return report(app, chosen, outcomes, as_fields, table)
 
 
 def report(

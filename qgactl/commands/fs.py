@@ -286,9 +286,8 @@ def fstrim(app: App, domain: tuple[str, ...], all_domains: bool, minimum: int | 
         domain,
         all_domains,
         lambda agent: agent.fstrim(minimum),
-        lambda results: {"paths": [result.to_json() for result in results]},
         tables.trim_table,
-        single=lambda results: [result.to_json() for result in results],
+        key="paths",
     )
 
 
@@ -302,9 +301,8 @@ def fsinfo(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         domain,
         all_domains,
         lambda agent: agent.fsinfo(),
-        lambda found: {"filesystems": [fs.to_json() for fs in found]},
         tables.fsinfo_table,
-        single=lambda found: [fs.to_json() for fs in found],
+        key="filesystems",
     )
 
 
@@ -318,7 +316,6 @@ def disks(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         domain,
         all_domains,
         lambda agent: agent.disks(),
-        lambda found: {"disks": [disk.to_json() for disk in found]},
         tables.disks_table,
-        single=lambda found: [disk.to_json() for disk in found],
+        key="disks",
     )

@@ -7,7 +7,8 @@ from typing import Any, Callable, TypeVar
 import click
 
 from qgactl import tables
-from qgactl.app import App, domain_argument, pass_app
+from qgactl.app import App, pass_app
+from qgactl.commands.fleet import fan_out, targets_argument
 from qgactl.guestinfo import PART_NAMES, gather
 
 _HELP = {
@@ -34,10 +35,10 @@ def _part_options(function: F) -> F:
 
 
 @click.command()
-@domain_argument()
+@targets_argument
 @_part_options
 @pass_app
-def guestinfo(app: App, /, domain: str | None, **parts: bool) -> None:
+def guestinfo(app: App, /, domain: tuple[str, ...], all_domains: bool, **parts: bool) -> int:
     """Everything the guest's agent reports, in one view; the options choose parts (all by
     default). Parts the agent lacks or blocks are left out.
 
@@ -46,6 +47,12 @@ def guestinfo(app: App, /, domain: str | None, **parts: bool) -> None:
     JSON has the same shape either way; libvirt gives no disk bus addresses, no interface
     counters and no total_bytes_privileged (null).
     """
-    agent = app.open_agent(domain)
-    info = gather(agent, [name for name, chosen in parts.items() if chosen])
-    app.terminal.result(info.to_json(), lambda: tables.guestinfo_table(info))
+    chosen = [name for name, wanted in parts.items() if wanted]
+    return fan_out(
+        app,
+        domain,
+        all_domains,
+        lambda agent: gather(agent, chosen),
+        tables.guestinfo_table,
+        raw=False,
+    )

@@ -94,3 +94,22 @@ def test_two_real_hosts_and_a_dead_one(
     table = qgactl("-t", "3", "-o", "table", *args[:4], "ping", "--all", env={"COLUMNS": "300"})
     assert "HOST" in table.stdout
     assert re.search(rf"{second_host_domain}\s+{re.escape(second_host.uri)}\s+ok", table.stdout)
+
+
+def test_information_commands_fan_out_over_both_agent_versions(
+    qgactl, lab_domain, lab_domain10
+) -> None:
+    glob = f"qgactl-test-{os.getpid()}-lab*"  # lab (qemu-ga 7.2) and lab10 (10.0)
+    run = qgactl("-o", "json", "guestinfo", "--os", "--users", "--load", glob, timeout=120)
+    assert run.code == 0, run.stderr
+    rows = {row["target"]: row for row in run.json()}
+    assert set(rows) == {str(lab_domain), str(lab_domain10)}
+    assert all(row["os"]["id"] == "qgactllab" for row in rows.values())
+    assert any(user["user"] == "qgauser" for user in rows[str(lab_domain)]["users"])
+    assert "load" not in rows[str(lab_domain)]  # 7.2 has no guest-get-load: left out
+    assert rows[str(lab_domain10)]["load"]["load1m"] >= 0
+    run = qgactl("-o", "json", "load", glob, timeout=120)
+    rows = {row["target"]: row for row in run.json()}
+    assert run.code == 6  # 7.2's row: the command is missing (the first failure's code)
+    assert rows[str(lab_domain)]["ok"] is False and "10.0" in run.stderr
+    assert rows[str(lab_domain10)]["ok"] is True
