@@ -4,7 +4,10 @@
 #   bash lab/build-guest.sh [--force]
 #
 # Outputs in lab/build/ (override with QGACTL_LAB_BUILD=DIR):
-#   vmlinuz           Debian's kernel, taken from the .deb without installing it
+#   vmlinux           Debian's kernel, taken from the .deb without installing it, uncompressed:
+#                     QEMU boots the ELF through its PVH entry point, skipping the bzImage's
+#                     own decompression, ~7 s of every TCG boot (8.5 s -> 1.6 s to the first
+#                     kernel line, measured 2026-12-01)
 #   initrd.img        flavour "host": direct-kernel-boot initramfs (uncompressed newc cpio) with
 #                     busybox-static, the host's /usr/sbin/qemu-ga (7.2 on Debian 12) + its
 #                     libraries, virtio/ext4 modules, /init
@@ -65,7 +68,7 @@ STAMP=$( { sha256sum "${BASH_SOURCE[0]}" "$HERE/fetch-qga10.sh" "$QGA" "$BUSYBOX
                | cut -d' ' -f1;
            echo "${QGACTL_LAB_KERNEL_PKG:-}"; } | sha256sum | cut -c1-16)
 if ((FORCE == 0)) && [[ -f $BUILD/build.stamp && "$(cat "$BUILD/build.stamp")" == "$STAMP" ]] \
-   && [[ -s $BUILD/vmlinuz && -s $BUILD/${INITRD[host]} && -s $BUILD/${INITRD[qga10]} \
+   && [[ -s $BUILD/vmlinux && -s $BUILD/${INITRD[host]} && -s $BUILD/${INITRD[qga10]} \
          && -s $BUILD/data.img ]]; then
     log "up to date ($BUILD)"
     exit 0
@@ -453,14 +456,27 @@ for flavour in "${!INITRD[@]}"; do
     (cd "$T" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
         > "$WORK/${INITRD[$flavour]}"
 done
-cp "$KX/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+
+# bzImage -> vmlinux: the payload's place is in the setup header (Documentation/x86/boot.rst:
+# setup_sects at 0x1f1, payload_offset at 0x248 and payload_length at 0x24c, both counted from
+# the protected-mode code after the setup sectors). Debian compresses it with xz.
+BZ=$KX/boot/vmlinuz-$KVER
+header() { od -An -tu"$2" -j $(($1)) -N "$2" "$BZ" | tr -d ' '; }
+payload_start=$(( ($(header 0x1f1 1) + 1) * 512 + $(header 0x248 4) ))
+dd if="$BZ" of="$WORK/payload" bs=64K iflag=skip_bytes,count_bytes status=none \
+    skip="$payload_start" count="$(header 0x24c 4)"
+[[ $(od -An -tx1 -N6 "$WORK/payload" | tr -d ' ') == fd377a585a00 ]] \
+    || die "the kernel payload in $BZ is not xz"
+xz -dc --single-stream "$WORK/payload" > "$WORK/vmlinux"  # ignores the appended size
+readelf -n "$WORK/vmlinux" | grep -q '(0x00000012)' \
+    || die "$BZ has no PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY): QEMU can't boot it as ELF"
 
 mkdir -p "$WORK/datafs"
 echo "qgactl lab data disk" > "$WORK/datafs/README"
 truncate -s 16M "$WORK/data.img"
 mkfs.ext4 -F -q -L qgactl-data -d "$WORK/datafs" "$WORK/data.img"
 
-for f in vmlinuz "${INITRD[@]}" data.img; do mv -f "$WORK/$f" "$BUILD/$f"; done
+for f in vmlinux "${INITRD[@]}" data.img; do mv -f "$WORK/$f" "$BUILD/$f"; done
 echo "$KVER" > "$BUILD/kernel.version"
 echo "$STAMP" > "$BUILD/build.stamp"
 log "built $BUILD: kernel $KVER, $(cd "$BUILD" && du -k "${INITRD[@]}" | awk '{printf "%s %s KiB ", $2, $1}')"

@@ -158,7 +158,7 @@ def build_guest(force: bool = False) -> Paths:
 def existing_paths() -> Paths:
     p = Paths(
         build_dir=BUILD_DIR,
-        kernel=BUILD_DIR / "vmlinuz",
+        kernel=BUILD_DIR / "vmlinux",  # PVH-bootable ELF (build-guest.sh)
         initrd=BUILD_DIR / FLAVOURS["host"],
         initrd_qga10=BUILD_DIR / FLAVOURS["qga10"],
         data_img=BUILD_DIR / "data.img",
@@ -625,7 +625,7 @@ def prepare_domain_files(name: str, flavour: str = DEFAULT_FLAVOUR) -> Path:
     d.mkdir(parents=True, mode=0o755)
     for p in (STATE_DIR, STATE_DIR / "domains"):
         os.chmod(p, 0o755)
-    shutil.copyfile(paths.kernel, d / "vmlinuz")
+    shutil.copyfile(paths.kernel, d / "vmlinux")
     shutil.copyfile(initrd, d / "initrd.img")
     shutil.copyfile(paths.data_img, d / "data.img")
     (d / "chan").mkdir()
@@ -654,7 +654,7 @@ def domain_xml(
     <interface type='user'> works in libvirt 9.0's qemu:///system too, but libvirt cannot ask
     for slirp's restrict=on, so a guest could reach the outside through it."""
     d = domain_dir(name)
-    kernel = kernel or d / "vmlinuz"
+    kernel = kernel or d / "vmlinux"
     initrd = initrd or d / "initrd.img"
     data_disk = data_disk or d / "data.img"
     console_log = console_log or d / "console.log"
