@@ -21,8 +21,8 @@ or run it as a script: ``python3 lab/lab.py ...``.
 
 Build and daemons
     build_guest(force=False) -> Paths            run build-guest.sh (both flavours); Paths(
-                                                 build_dir, kernel, initrd, initrd_qga10,
-                                                 data_img, kernel_version); .initrd_of(flavour)
+                                                 build_dir, kernel, initrd, data_img,
+                                                 kernel_version); .initrd_of(flavour)
     existing_paths() -> Paths                    the same without building (LabError if absent)
     fresh_data_disk(dest) -> Path                copy of the pristine ext4 data disk
     ensure_libvirtd(timeout=30.0) -> None        start virtlogd/libvirtd if needed, wait for virsh;
@@ -139,8 +139,7 @@ def _log(msg: str) -> None:
 class Paths:
     build_dir: Path
     kernel: Path
-    initrd: Path  # flavour "host"
-    initrd_qga10: Path  # flavour "qga10"
+    initrd: Path  # flavour "host"; any flavour's: initrd_of()
     data_img: Path
     kernel_version: str
 
@@ -162,15 +161,14 @@ def build_guest(force: bool = False) -> Paths:
 def existing_paths() -> Paths:
     p = Paths(
         build_dir=BUILD_DIR,
-        kernel=BUILD_DIR / "vmlinuz",
-        initrd=BUILD_DIR / FLAVOURS["host"],
-        initrd_qga10=BUILD_DIR / FLAVOURS["qga10"],
+        kernel=BUILD_DIR / "vmlinux",  # PVH-bootable ELF (build-guest.sh)
+        initrd=BUILD_DIR / FLAVOURS[DEFAULT_FLAVOUR],
         data_img=BUILD_DIR / "data.img",
         kernel_version=(BUILD_DIR / "kernel.version").read_text().strip()
         if (BUILD_DIR / "kernel.version").exists()
         else "",
     )
-    for f in (p.kernel, p.initrd, p.initrd_qga10, p.data_img):
+    for f in (p.kernel, p.data_img, *(p.initrd_of(flavour) for flavour in FLAVOURS)):
         if not f.is_file():
             raise LabError(f"{f} missing: run lab/build-guest.sh")
     return p
@@ -684,7 +682,7 @@ def prepare_domain_files(name: str, flavour: str = DEFAULT_FLAVOUR) -> Path:
     d.mkdir(parents=True, mode=0o755)
     for p in (STATE_DIR, STATE_DIR / "domains"):
         os.chmod(p, 0o755)
-    shutil.copyfile(paths.kernel, d / "vmlinuz")
+    shutil.copyfile(paths.kernel, d / "vmlinux")
     shutil.copyfile(initrd, d / "initrd.img")
     shutil.copyfile(paths.data_img, d / "data.img")
     (d / "chan").mkdir()
@@ -713,7 +711,7 @@ def domain_xml(
     <interface type='user'> works in libvirt 9.0's qemu:///system too, but libvirt cannot ask
     for slirp's restrict=on, so a guest could reach the outside through it."""
     d = domain_dir(name)
-    kernel = kernel or d / "vmlinuz"
+    kernel = kernel or d / "vmlinux"
     initrd = initrd or d / "initrd.img"
     data_disk = data_disk or d / "data.img"
     console_log = console_log or d / "console.log"

@@ -23,6 +23,7 @@ import libvirt_qemu
 import pytest
 
 from lab import lab
+from tests.vm.guestside import libvirt_raw, socket_raw
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
@@ -80,19 +81,6 @@ def guest_sh(call: Any, script: str) -> str:
     st = exec_status_wait(call, call("guest-exec", arguments)["pid"])
     assert st["exitcode"] == 0, st
     return base64.b64decode(st.get("out-data", "")).decode()
-
-
-def socket_call(path: str | os.PathLike[str]) -> Any:
-    def call(execute: str, arguments: dict[str, Any] | None = None) -> Any:
-        reply = lab.agent_call(path, execute, arguments, timeout=30)
-        assert "return" in reply, reply
-        return reply["return"]
-
-    return call
-
-
-def libvirt_call(dom: Any) -> Any:
-    return lambda execute, arguments=None: agent(dom, execute, arguments, timeout=30)
 
 
 def virsh(domain: lab.LabDomain, *args: str) -> str:
@@ -394,7 +382,7 @@ def test_guestvcpus_two_online(domain: lab.LabDomain) -> None:
 
 
 def test_plain_guest_users_timezone_vcpus_interfaces(plain_guest: lab.PlainQemuGuest) -> None:
-    call = socket_call(plain_guest.socket_path)
+    call = socket_raw(plain_guest.socket_path)
     users = call("guest-get-users")
     assert [u["user"] for u in users] == ["qgauser"]
     assert time.time() - 3600 < users[0]["login-time"] <= time.time() + 1
@@ -410,7 +398,7 @@ def test_plain_guest_users_timezone_vcpus_interfaces(plain_guest: lab.PlainQemuG
 
 
 def test_account_home_and_ssh_dir(plain_guest: lab.PlainQemuGuest) -> None:
-    call = socket_call(plain_guest.dedicated_socket)
+    call = socket_raw(plain_guest.dedicated_socket)
     out = guest_sh(call, "grep ^qgauser: /etc/passwd; stat -c '%n %a %u %g' ~qgauser ~qgauser/.ssh")
     assert out.splitlines() == [
         "qgauser:x:1000:1000:qgactl lab user:/home/qgauser:/bin/sh",
@@ -424,7 +412,7 @@ def test_set_user_password_changes_the_shadow_hash(conn: Any, domain: lab.LabDom
     import crypt  # stdlib until 3.13; only to check the guest's hash on the host
 
     dom = conn.lookupByName(domain)
-    call = libvirt_call(dom)
+    call = libvirt_raw(dom)
 
     def shadow() -> dict[str, str]:
         return {line.split(":")[0]: line for line in guest_sh(call, "cat /etc/shadow").split()}
@@ -454,7 +442,7 @@ def test_agent_reboot_comes_back_then_shutdown_powers_off(conn: Any, libvirt_rea
     """A throwaway domain (the shared ones must stay up): one boot, one reboot."""
     domain = lab.start_domain(lab.test_domain_name("power"))
     try:
-        call = libvirt_call(conn.lookupByName(domain))
+        call = libvirt_raw(conn.lookupByName(domain))
         boot_id = guest_sh(call, "cat /proc/sys/kernel/random/boot_id")
         virsh(domain, "reboot", "--mode", "agent")
         deadline = time.monotonic() + 2 * lab.BOOT_TIMEOUT
@@ -485,12 +473,12 @@ def test_agent_reboot_comes_back_then_shutdown_powers_off(conn: Any, libvirt_rea
 
 
 def test_agent_version_per_flavour(plain_guest: lab.PlainQemuGuest, flavour: str) -> None:
-    info = socket_call(plain_guest.socket_path)("guest-info")
+    info = socket_raw(plain_guest.socket_path)("guest-info")
     assert info["version"].startswith(AGENT_VERSIONS[flavour])
 
 
 def test_qga10_load_routes_and_capture_modes(plain_qemu_guest10: lab.PlainQemuGuest) -> None:
-    call = socket_call(plain_qemu_guest10.socket_path)
+    call = socket_raw(plain_qemu_guest10.socket_path)
     load = call("guest-get-load")
     assert set(load) == {"load1m", "load5m", "load15m"}
     assert all(isinstance(v, float) and v >= 0 for v in load.values())
