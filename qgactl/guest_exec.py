@@ -146,7 +146,7 @@ def run(
     if shell:
         argv = ["/bin/sh", "-c", " ".join(argv)] if posix else ["cmd.exe", "/c", " ".join(argv)]
     runner = _Spooled(agent, posix) if posix else _Captured(agent, posix)
-    return runner.run(list(argv), stdout, stderr, stdin, list(env), timeout_run, cancelled)
+    return runner.run(_Job(list(argv), stdout, stderr, stdin, env, timeout_run, cancelled))
 
 
 def run_captured(agent: Agent, argv: Sequence[str], *, posix: bool = True) -> tuple[int, str]:
@@ -155,9 +155,21 @@ def run_captured(agent: Agent, argv: Sequence[str], *, posix: bool = True) -> tu
     import io
 
     out, err = io.BytesIO(), io.BytesIO()
-    result = _Captured(agent, posix).run(list(argv), out, err, None, [], None, lambda: None)
+    result = _Captured(agent, posix).run(_Job(list(argv), out, err))
     text = (err if result.status else out).getvalue().decode(errors="replace").strip()
     return result.status, text
+
+
+class _Job(NamedTuple):
+    """One command to run, as run() was given it."""
+
+    argv: list[str]
+    stdout: Sink
+    stderr: Sink
+    stdin: IO[bytes] | None = None
+    env: Sequence[str] = ()
+    timeout_run: float | None = None
+    cancelled: Callable[[], int | None] = lambda: None
 
 
 class _Runner:
@@ -173,11 +185,10 @@ class _Runner:
         except AgentCommandError as exc:
             raise _cannot_run(exc, path) from None
 
-    def _wait(
-        self, pid: int, timeout_run: float | None, cancelled: Callable[[], int | None]
-    ) -> tuple[ExecStatus | None, bool, int | None]:
+    def _wait(self, pid: int, job: _Job) -> tuple[ExecStatus | None, bool, int | None]:
         """Poll until the process exits: (its status, timed out?, cancelled by). A timeout or
         a cancel kills it first; the status is then the one of the killed process."""
+        timeout_run, cancelled = job.timeout_run, job.cancelled
         deadline = None if timeout_run is None else time.monotonic() + timeout_run
         pause = POLL_FIRST
         while True:
@@ -237,16 +248,7 @@ class _Runner:
 class _Spooled(_Runner):
     """POSIX guests: output through spool files, so no reply is ever larger than a chunk."""
 
-    def run(
-        self,
-        argv: list[str],
-        stdout: Sink,
-        stderr: Sink,
-        stdin: IO[bytes] | None,
-        env: list[str],
-        timeout_run: float | None,
-        cancelled: Callable[[], int | None],
-    ) -> ExecResult:
+    def run(self, job: _Job) -> ExecResult:
         base = f"{SPOOL_DIR}/{os.urandom(16).hex()}"  # not secrets: it imports hmac (6 ms)
         handles: list[int] = []
         started = False  # from then on the wrapper has removed the spool files' names
@@ -254,17 +256,17 @@ class _Spooled(_Runner):
             handles.append(self._open_spool(f"{base}.out"))
             handles.append(self.agent.file_open(f"{base}.err", "w+"))
             stdin_path = "/dev/null"
-            if stdin is not None:
+            if job.stdin is not None:
                 stdin_path = f"{base}.in"
                 with guestfile.opened(self.agent, stdin_path, "w") as handle:
-                    guestfile.write_from(self.agent, handle, stdin)
+                    guestfile.write_from(self.agent, handle, job.stdin)
             args = ["-c", WRAPPER, "qgactl", f"{base}.out", f"{base}.err", stdin_path]
-            pid = self._start("/bin/sh", [*args, str(len(env)), *env, *argv])
+            pid = self._start("/bin/sh", [*args, str(len(job.env)), *job.env, *job.argv])
             started = True
-            status, timed_out, signum = self._wait(pid, timeout_run, cancelled)
+            status, timed_out, signum = self._wait(pid, job)
             if signum is None:  # a cancel wants out now; a timeout still shows what came
-                guestfile.read_into(self.agent, handles[0], stdout)
-                guestfile.read_into(self.agent, handles[1], stderr)
+                guestfile.read_into(self.agent, handles[0], job.stdout)
+                guestfile.read_into(self.agent, handles[1], job.stderr)
             return _result(pid, status, timed_out, signum)
         finally:
             for handle in handles:
@@ -291,30 +293,22 @@ class _Spooled(_Runner):
 class _Captured(_Runner):
     """The agent's own capture: Windows guests, and qgactl's small helper commands."""
 
-    def run(
-        self,
-        argv: list[str],
-        stdout: Sink,
-        stderr: Sink,
-        stdin: IO[bytes] | None,
-        env: list[str],
-        timeout_run: float | None,
-        cancelled: Callable[[], int | None],
-    ) -> ExecResult:
+    def run(self, job: _Job) -> ExecResult:
         data = None
-        if stdin is not None:
-            data = stdin.read(CAPTURE_STDIN_LIMIT + 1)
+        if job.stdin is not None:
+            data = job.stdin.read(CAPTURE_STDIN_LIMIT + 1)
             if len(data) > CAPTURE_STDIN_LIMIT:
                 raise InvalidUsage(
                     f"stdin is limited to {CAPTURE_STDIN_LIMIT // 1024} KiB on this guest "
                     "(no /bin/sh: qgactl can't spool it)",
                     hint="copy the data in first with qgactl cp, then run the command on it",
                 )
-        pid = self._start(argv[0], argv[1:], env=env or None, input_data=data, capture=True)
-        status, timed_out, signum = self._wait(pid, timeout_run, cancelled)
+        argv, env = job.argv, list(job.env) or None
+        pid = self._start(argv[0], argv[1:], env=env, input_data=data, capture=True)
+        status, timed_out, signum = self._wait(pid, job)
         if status is not None and signum is None:
-            stdout.write(status.out_data)
-            stderr.write(status.err_data)
+            job.stdout.write(status.out_data)
+            job.stderr.write(status.err_data)
         return _result(pid, status, timed_out, signum)
 
 
