@@ -118,6 +118,32 @@ class LibvirtFailure(QgactlError):
     exit_code = ExitCode.LIBVIRT
 
 
+# The qemu-ga release that added each command qgactl uses past the 0.15-2.5 basics ("Since:" in
+# QEMU's qga/qapi-schema.json; 7.2's is /usr/share/doc/qemu-guest-agent/qapi-schema.json.gz,
+# guest-get-load and guest-network-get-route from the upstream schema).
+SINCE = {
+    "guest-exec": "2.5",
+    "guest-exec-status": "2.5",
+    "guest-fsfreeze-freeze-list": "2.2",
+    "guest-get-fsinfo": "2.2",
+    "guest-set-user-password": "2.3",
+    "guest-get-memory-blocks": "2.3",
+    "guest-get-host-name": "2.10",
+    "guest-get-users": "2.10",
+    "guest-get-timezone": "2.10",
+    "guest-get-osinfo": "2.10",
+    "guest-get-disks": "5.2",
+    "guest-get-devices": "5.2",
+    "guest-ssh-get-authorized-keys": "5.2",
+    "guest-ssh-add-authorized-keys": "5.2",
+    "guest-ssh-remove-authorized-keys": "5.2",
+    "guest-get-diskstats": "7.1",
+    "guest-get-cpustats": "7.1",
+    "guest-network-get-route": "9.1",
+    "guest-get-load": "10.0",
+}
+
+
 def _agent_error_hint(command: str, desc: str) -> str | None:
     """What to do about the agent's most common refusals (its own wording, qemu-ga 7.2)."""
     if "frozen state" in desc:
@@ -130,5 +156,11 @@ def _agent_error_hint(command: str, desc: str) -> str | None:
             "restart qemu-ga; `qgactl info` lists what is enabled"
         )
     if "has not been found" in desc:
+        since = SINCE.get(command)
+        if since:
+            return (
+                f"qemu-ga {since} added {command}: update the guest's qemu-guest-agent "
+                "(or it is not built for the guest's OS); `qgactl info` shows its version"
+            )
         return "this agent doesn't know that command; `qgactl info` lists what it knows"
     return None

@@ -28,7 +28,12 @@ COMMANDS = {
     "osinfo": "qgactl.commands.basics:osinfo",
     "ping": "qgactl.commands.basics:ping",
     "raw": "qgactl.commands.basics:raw",
+    "reboot": "qgactl.commands.control:reboot",
     "remove-channel": "qgactl.commands.channel:remove_channel",
+    "set-password": "qgactl.commands.accounts:set_password",
+    "shutdown": "qgactl.commands.control:shutdown",
+    "ssh-keys": "qgactl.commands.accounts:ssh_keys",
+    "suspend": "qgactl.commands.control:suspend",
 }
 
 
