@@ -1,29 +1,45 @@
 #!/usr/bin/env bash
-# Build the qgactl lab guest (idempotent; ~0.05 s when already built).
+# Build the qgactl lab guest, both flavours (idempotent; ~0.05 s when already built).
 #
 #   bash lab/build-guest.sh [--force]
 #
 # Outputs in lab/build/ (override with QGACTL_LAB_BUILD=DIR):
-#   vmlinuz         Debian's kernel, taken from the .deb without installing it
-#   initrd.img      direct-kernel-boot initramfs (uncompressed newc cpio): busybox-static,
-#                   the host's /usr/sbin/qemu-ga + its libraries, virtio/ext4 modules, /init
-#   data.img        16 MiB ext4 image; give each guest its own copy (lab.py: fresh_data_disk)
-#   kernel.version  the kernel version string (e.g. 6.1.0-56-amd64)
-#   build.stamp     hash of this script + the host's qemu-ga and busybox; outputs are rebuilt
-#                   when it changes
+#   vmlinux           Debian's kernel, taken from the .deb without installing it, uncompressed:
+#                     QEMU boots the ELF through its PVH entry point, skipping the bzImage's
+#                     own decompression, ~7 s of every TCG boot (8.5 s -> 1.6 s to the first
+#                     kernel line, measured 2026-12-01)
+#   initrd.img        flavour "host": direct-kernel-boot initramfs (uncompressed newc cpio) with
+#                     busybox-static, the host's /usr/sbin/qemu-ga (7.2 on Debian 12) + its
+#                     libraries, virtio/ext4 modules, /init
+#   initrd-qga10.img  flavour "qga10": the same guest with Debian 13's qemu-ga 10.0 and trixie's
+#                     libc/glib/... (its own /lib64/ld-linux-x86-64.so.2) instead of the host's
+#   data.img          16 MiB ext4 image; give each guest its own copy (lab.py: fresh_data_disk)
+#   kernel.version    the kernel version string (e.g. 6.1.0-56-amd64)
+#   qga10/            trixie .debs and the side apt state that fetched them (fetch-qga10.sh);
+#                     kept across rebuilds, fetched again only when deleted
+#   build.stamp       hash of this script, fetch-qga10.sh, the host's qemu-ga and busybox;
+#                     outputs are rebuilt when it changes
 #
-# Guest behaviour (see the /init written below):
+# Guest behaviour (see the /init written below), the same in both flavours:
 #   - console on ttyS0 (kernel cmdline: console=ttyS0)
 #   - one qemu-ga per virtio port named org.qemu.guest_agent.*, restarted when it exits; ports
 #     hot-plugged later are picked up on the kernel's uevent; kernel cmdline `qgactl.noagent` =
-#     no agent
+#     no agent, `qgactl.block=LIST` = qemu-ga --block-rpcs LIST
 #   - /dev/vda (ext4) mounted at /mnt/data
-#   - /sbin/shutdown, poweroff, reboot, halt really act (busybox ... -f; needs ACPI for poweroff)
+#   - eth0 10.0.2.15/24 (default route via 10.0.2.2) and its fe80:: link-local address (no
+#     DAD, no router solicitations, no SLAAC: the addresses are known before qemu-ga starts)
+#   - user qgauser (uid/gid 1000, home /home/qgauser with ~/.ssh 0700) logged in on ttyS0
+#     (busybox login -f: a USER_PROCESS record in /run/utmp), with an /etc/shadow entry
+#   - /usr/sbin/chpasswd (busybox has none): what guest-set-user-password runs
+#   - time zone TZ=IST-5:30 (/etc/TZ, qemu-ga's environment); the RTC is UTC (/etc/adjtime)
+#   - /sbin/shutdown (-P poweroff, -H halt, -r reboot), poweroff, reboot, halt really act
+#     (busybox ... -f; poweroff needs ACPI)
 #   - /sbin/hwclock sleeps N seconds first if /run/qgactl-slow-hwclock holds N (slow set-time)
+#   - /etc/os-release VARIANT_ID is the flavour (host, qga10)
 #
-# Needs: apt-get (download only), dpkg, kmod (depmod/modprobe), cpio, e2fsprogs, busybox-static,
-# qemu-guest-agent: all installed by lab/install-deps.sh.  Kernel package override:
-# QGACTL_LAB_KERNEL_PKG=linux-image-X-amd64.
+# Needs: apt-get (download only), dpkg, kmod (depmod/modprobe), cpio, e2fsprogs, binutils
+# (readelf), busybox-static, qemu-guest-agent: all installed by lab/install-deps.sh.  Kernel
+# package override: QGACTL_LAB_KERNEL_PKG=linux-image-X-amd64.
 set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -35,7 +51,7 @@ FORCE=0
 log() { echo "build-guest: $*" >&2; }
 die() { echo "build-guest: ERROR: $*" >&2; exit 1; }
 
-for tool in dpkg depmod modprobe cpio mkfs.ext4 apt-get; do
+for tool in dpkg depmod modprobe cpio mkfs.ext4 apt-get readelf; do
     command -v "$tool" >/dev/null || die "$tool not found (run lab/install-deps.sh)"
 done
 QGA=/usr/sbin/qemu-ga
@@ -45,10 +61,15 @@ BUSYBOX=/bin/busybox
 file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
 file_is_static "$BUSYBOX" || die "$BUSYBOX is not static (install busybox-static)"
 
-STAMP=$( { sha256sum "${BASH_SOURCE[0]}" "$QGA" "$BUSYBOX" | cut -d' ' -f1;
+# flavour -> its initramfs (lab.py's FLAVOURS says the same)
+declare -A INITRD=([host]=initrd.img [qga10]=initrd-qga10.img)
+
+STAMP=$( { sha256sum "${BASH_SOURCE[0]}" "$HERE/fetch-qga10.sh" "$QGA" "$BUSYBOX" \
+               | cut -d' ' -f1;
            echo "${QGACTL_LAB_KERNEL_PKG:-}"; } | sha256sum | cut -c1-16)
 if ((FORCE == 0)) && [[ -f $BUILD/build.stamp && "$(cat "$BUILD/build.stamp")" == "$STAMP" ]] \
-   && [[ -s $BUILD/vmlinuz && -s $BUILD/initrd.img && -s $BUILD/data.img ]]; then
+   && [[ -s $BUILD/vmlinux && -s $BUILD/${INITRD[host]} && -s $BUILD/${INITRD[qga10]} \
+         && -s $BUILD/data.img ]]; then
     log "up to date ($BUILD)"
     exit 0
 fi
@@ -103,10 +124,11 @@ mapfile -t MODFILES < <(
 )
 ((${#MODFILES[@]} > 0)) || die "no modules found"
 
-# ---------------------------------------------------------------- initramfs tree
-R=$WORK/root
+# ---------------------------------------------------------------- initramfs tree (no agent yet)
+R=$WORK/base
 mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc/qgactl-lab,proc,sys,dev,run,tmp,root,mnt/data,var/log} \
-         "$R/lib/modules"
+         "$R/lib/modules" "$R/home/qgauser/.ssh"
+chmod 700 "$R/home/qgauser/.ssh"  # /init chowns the home to qgauser (cpio packs as root)
 chmod 1777 "$R/tmp"
 ln -s ../run "$R/var/run"
 
@@ -114,14 +136,6 @@ cp "$BUSYBOX" "$R/bin/busybox"
 # busybox --install wants /proc/self/exe; make the links from the host's applet list instead.
 "$BUSYBOX" --list-full | while read -r applet; do
     [[ -e "$R/$applet" || -L "$R/$applet" ]] || ln -s /bin/busybox "$R/$applet"
-done
-
-# qemu-ga and the libraries ldd lists (kept at their own paths).
-cp "$QGA" "$R/usr/sbin/qemu-ga"
-ldd "$QGA" | awk '$2 == "=>" {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
-    [[ -n "$lib" && -e "$lib" ]] || continue
-    mkdir -p "$R$(dirname "$lib")"
-    cp -L "$lib" "$R$lib"
 done
 
 # Modules (decompressed), flat, with the load order in etc/qgactl-lab/modules.
@@ -138,21 +152,23 @@ for f in "${MODFILES[@]}"; do
 done
 
 # ---------------------------------------------------------------- /etc
-cat > "$R/etc/os-release" <<'EOF'
-NAME="qgactl lab"
-ID=qgactllab
-VERSION_ID=1
-VERSION="1 (test guest)"
-PRETTY_NAME="qgactl lab 1"
-HOME_URL="https://example.invalid/qgactl"
-EOF
 echo qgactl-lab > "$R/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 qgactl-lab\n' > "$R/etc/hosts"
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
-    > "$R/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
-printf 'root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n' > "$R/etc/shadow"
+cat > "$R/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+qgauser:x:1000:1000:qgactl lab user:/home/qgauser:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+printf 'root:x:0:\nqgauser:x:1000:\nnogroup:x:65534:\n' > "$R/etc/group"
+# qgauser starts locked ("!"): guest-set-user-password gives it a hash (tests compare the two).
+printf '%s:%s:19000:0:99999:7:::\n' root '*' qgauser '!' nobody '*' > "$R/etc/shadow"
 chmod 600 "$R/etc/shadow"
+echo /bin/sh > "$R/etc/shells"
+# A POSIX TZ (glibc and glib read it from the environment; /init exports it): a zone with a
+# half-hour offset, as measured in PROTOCOL.md ({"zone": "IST", "offset": 19800}).
+echo IST-5:30 > "$R/etc/TZ"
+# The RTC keeps UTC: without this busybox `hwclock -s` (guest-set-time) reads it as local time.
+printf '0.0 0 0.0\n0\nUTC\n' > "$R/etc/adjtime"
 echo "$KVER" > "$R/etc/qgactl-lab/kernel.version"
 
 # ---------------------------------------------------------------- power + hwclock wrappers
@@ -194,6 +210,50 @@ fi
 exec /bin/busybox hwclock "$@"
 EOF
 chmod 755 "$R/sbin/hwclock"
+
+# ---------------------------------------------------------------- /usr/sbin/chpasswd
+rm -f "$R/usr/sbin/chpasswd"
+cat > "$R/usr/sbin/chpasswd" <<'EOF'
+#!/bin/sh
+# chpasswd for the lab guest (busybox-static has no such applet). guest-set-user-password runs
+# `chpasswd` (`chpasswd -e` when crypted) with "USER:PASSWORD\n" on stdin (qga/commands-posix.c).
+# Sets USER's hash in /etc/shadow (sha512 from busybox mkpasswd, or the given hash with -e) and
+# the day of the change; every other line is kept as it was. The password is never in argv.
+crypted=0
+case "${1:-}" in
+    -e|--encrypted) crypted=1 ;;
+    '') ;;
+    *) echo "chpasswd: unknown option $1" >&2; exit 2 ;;
+esac
+umask 077
+status=0
+while IFS= read -r line || [ -n "$line" ]; do
+    user=${line%%:*}
+    pass=${line#*:}
+    if [ -z "$user" ] || [ "$user" = "$line" ]; then
+        echo "chpasswd: line is not USER:PASSWORD" >&2; status=1; continue
+    fi
+    if [ $crypted = 1 ]; then
+        hash=$pass
+    else
+        hash=$(printf '%s\n' "$pass" | mkpasswd -m sha512) || { status=1; continue; }
+    fi
+    case "$hash" in
+        ''|*:*) echo "chpasswd: unusable hash for $user" >&2; status=1; continue ;;
+    esac
+    if U=$user H=$hash D=$(($(date +%s) / 86400)) awk -F: -v OFS=: '
+            $1 == ENVIRON["U"] { $2 = ENVIRON["H"]; $3 = ENVIRON["D"]; found = 1 }
+            { print }
+            END { exit !found }' /etc/shadow > /etc/shadow.new; then
+        mv -f /etc/shadow.new /etc/shadow
+    else
+        rm -f /etc/shadow.new
+        echo "chpasswd: no user $user in /etc/shadow" >&2; status=1
+    fi
+done
+exit $status
+EOF
+chmod 755 "$R/usr/sbin/chpasswd"
 
 # ---------------------------------------------------------------- /sbin/qgactl-ports
 # Run by /init once and by `uevent` for every kernel uevent: keep the /dev/virtio-ports links
@@ -258,6 +318,7 @@ cat > "$R/init" <<'EOF'
 #!/bin/sh
 # qgactl lab guest init (PID 1).
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin HOME=/root
+read -r TZ < /etc/TZ && export TZ  # everything started below, qemu-ga included, has it
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -288,6 +349,32 @@ else
     log "no data disk (/dev/vda)"
 fi
 
+# eth0 with a fixed address, no DHCP: nothing to ask (plain QEMU: restricted slirp; libvirt: a
+# UDP socket to 127.0.0.1). No DAD, router solicitations or SLAAC, so the link-local address is
+# final at once and the only IPv6 one; wait for it before qemu-ga starts (early answers miss it).
+if [ -d /sys/class/net/eth0 ]; then
+    for knob in accept_dad accept_ra router_solicitations; do
+        echo 0 > "/proc/sys/net/ipv6/conf/eth0/$knob"
+    done
+    ip addr add 10.0.2.15/24 dev eth0
+    ip link set eth0 up
+    ip route add default via 10.0.2.2 dev eth0
+    i=0
+    until ip -6 addr show dev eth0 scope link | grep -q 'inet6 fe80:' || [ $i -ge 50 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    log "eth0: $(ip -o addr show dev eth0 | awk '{printf "%s ", $4}')"
+else
+    log "no eth0"
+fi
+
+# A logged-in user: busybox login -f writes a USER_PROCESS utmp record (what guest-get-users
+# reads); its shell then waits on the serial line, which has no input.
+chown -R qgauser:qgauser /home/qgauser
+setsid -c login -f qgauser </dev/ttyS0 >/dev/ttyS0 2>&1 &
+i=0
+until grep -q qgauser /run/utmp 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+
 case " $(cat /proc/cmdline) " in *" qgactl.noagent "*) log "qgactl.noagent: not starting qemu-ga" ;; esac
 
 # Watch the virtio ports with the kernel's uevents (a port added, named or removed): no
@@ -307,17 +394,89 @@ done
 EOF
 chmod 755 "$R/init"
 
+# ---------------------------------------------------------------- the flavours' agents
+# flavour "host": the host's qemu-ga and the libraries ldd lists (kept at their own paths).
+add_host_agent() {  # $1: tree
+    cp "$QGA" "$1/usr/sbin/qemu-ga"
+    ldd "$QGA" | awk '$2 == "=>" {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
+        [[ -n "$lib" && -e "$lib" ]] || continue
+        mkdir -p "$1$(dirname "$lib")"
+        cp -L "$lib" "$1$lib"
+    done
+}
+
+# flavour "qga10": trixie's qemu-ga and, from the trixie .debs, the libraries its ELF NEEDED
+# entries name (recursively), in /usr/lib/x86_64-linux-gnu where trixie's loader looks, and
+# /lib64/ld-linux-x86-64.so.2 (qemu-ga's PT_INTERP) a link to that loader, as in trixie.
+# trixie's ldd is not run: that would execute trixie's libc on the host.
+add_qga10_agent() {  # $1: tree
+    local src=$WORK/trixie lib=usr/lib/x86_64-linux-gnu deb name
+    bash "$HERE/fetch-qga10.sh" "$BUILD/qga10"
+    deb=$(ls "$BUILD"/qga10/debs/qemu-guest-agent_*.deb)
+    [[ $(dpkg-deb -f "$deb" Version) == 1:10.0.* ]] || die "qga10: $deb is not qemu-ga 10.0"
+    mkdir -p "$src"
+    for deb in "$BUILD"/qga10/debs/*.deb; do dpkg -x "$deb" "$src"; done
+    install -D -m 755 "$src/usr/sbin/qemu-ga" "$1/usr/sbin/qemu-ga"
+    install -D -m 755 "$src/$lib/ld-linux-x86-64.so.2" "$1/$lib/ld-linux-x86-64.so.2"
+    mkdir -p "$1/lib64"
+    ln -s "../$lib/ld-linux-x86-64.so.2" "$1/lib64/ld-linux-x86-64.so.2"
+    local -a todo=("$1/usr/sbin/qemu-ga")
+    while ((${#todo[@]} > 0)); do
+        local elf=${todo[0]}
+        todo=("${todo[@]:1}")
+        for name in $(readelf -d "$elf" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+            [[ -e $1/$lib/$name ]] && continue
+            [[ -e $src/$lib/$name ]] || die "qga10: no $name (for ${elf##*/}) in the trixie debs"
+            cp -L "$src/$lib/$name" "$1/$lib/$name"
+            todo+=("$1/$lib/$name")
+        done
+    done
+}
+
+write_os_release() {  # $1: tree, $2: flavour
+    cat > "$1/etc/os-release" <<EOF
+NAME="qgactl lab"
+ID=qgactllab
+VERSION_ID=1
+VERSION="1 (test guest)"
+PRETTY_NAME="qgactl lab 1"
+VARIANT="$2 agent"
+VARIANT_ID=$2
+HOME_URL="https://example.invalid/qgactl"
+EOF
+    echo "$2" > "$1/etc/qgactl-lab/flavour"
+}
+
 # ---------------------------------------------------------------- pack
-(cd "$R" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
-    > "$WORK/initrd.img"
-cp "$KX/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+for flavour in "${!INITRD[@]}"; do
+    T=$WORK/$flavour
+    cp -a "$R" "$T"
+    "add_${flavour}_agent" "$T"
+    write_os_release "$T" "$flavour"
+    (cd "$T" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+        > "$WORK/${INITRD[$flavour]}"
+done
+
+# bzImage -> vmlinux: the payload's place is in the setup header (Documentation/x86/boot.rst:
+# setup_sects at 0x1f1, payload_offset at 0x248 and payload_length at 0x24c, both counted from
+# the protected-mode code after the setup sectors). Debian compresses it with xz.
+BZ=$KX/boot/vmlinuz-$KVER
+header() { od -An -tu"$2" -j $(($1)) -N "$2" "$BZ" | tr -d ' '; }
+payload_start=$(( ($(header 0x1f1 1) + 1) * 512 + $(header 0x248 4) ))
+dd if="$BZ" of="$WORK/payload" bs=64K iflag=skip_bytes,count_bytes status=none \
+    skip="$payload_start" count="$(header 0x24c 4)"
+[[ $(od -An -tx1 -N6 "$WORK/payload" | tr -d ' ') == fd377a585a00 ]] \
+    || die "the kernel payload in $BZ is not xz"
+xz -dc --single-stream "$WORK/payload" > "$WORK/vmlinux"  # ignores the appended size
+readelf -n "$WORK/vmlinux" | grep -q '(0x00000012)' \
+    || die "$BZ has no PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY): QEMU can't boot it as ELF"
 
 mkdir -p "$WORK/datafs"
 echo "qgactl lab data disk" > "$WORK/datafs/README"
 truncate -s 16M "$WORK/data.img"
 mkfs.ext4 -F -q -L qgactl-data -d "$WORK/datafs" "$WORK/data.img"
 
-for f in vmlinuz initrd.img data.img; do mv -f "$WORK/$f" "$BUILD/$f"; done
+for f in vmlinux "${INITRD[@]}" data.img; do mv -f "$WORK/$f" "$BUILD/$f"; done
 echo "$KVER" > "$BUILD/kernel.version"
 echo "$STAMP" > "$BUILD/build.stamp"
-log "built $BUILD: kernel $KVER, initrd $(du -k "$BUILD/initrd.img" | cut -f1) KiB"
+log "built $BUILD: kernel $KVER, $(cd "$BUILD" && du -k "${INITRD[@]}" | awk '{printf "%s %s KiB ", $2, $1}')"

@@ -12,6 +12,9 @@ PACKAGES=(
     qemu-system-x86 qemu-guest-agent
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     busybox-static kmod cpio e2fsprogs socat
+    # the qemu-ga 10.0 flavour: trixie's .debs checked against Debian's keys, their ELF NEEDED
+    # entries read with readelf (lab/fetch-qga10.sh, lab/build-guest.sh)
+    debian-archive-keyring binutils
     # the venv's interpreter (Debian's own python3, see the Makefile) and building
     # libvirt-python from PyPI for it
     python3 python3-venv python3-dev libvirt-dev pkg-config gcc

@@ -5,12 +5,24 @@ The guest is built by ``lab/build-guest.sh`` (Debian kernel + a busybox/qemu-ga 
 that script's header).  It boots under TCG to its first agent reply in a few seconds.  libvirt is
 driven through ``virsh`` (no libvirt-python needed, so this works from any python3).
 
+What the guest reports (both flavours): 2 vCPUs; eth0 (MAC 52:54:00:12:34:56) with 10.0.2.15/24
+and its fe80:: link-local address; user qgauser (uid 1000, ~/.ssh, a shadow entry, a working
+chpasswd) logged in on ttyS0; time zone IST (+05:30); agent shutdown (powerdown, halt) and
+reboot that really act.  Nothing leaves the machine: plain QEMU has restricted slirp
+(``-netdev user,restrict=on``), libvirt a UDP socket to 127.0.0.1 (see domain_xml).
+
+Flavours (``flavour=`` of PlainQemuGuest, start_domain, define_and_start, prepare_domain_files)
+    "host"   (default) the host's qemu-ga: 7.2 on Debian 12          initrd.img
+    "qga10"  Debian 13's qemu-ga 10.0 with trixie's own libraries    initrd-qga10.img
+             (guest-get-load, guest-network-get-route, capture-output modes, ...)
+
 Import it as ``from lab import lab`` with the repo root on sys.path (tests/vm/conftest.py does),
 or run it as a script: ``python3 lab/lab.py ...``.
 
 Build and daemons
-    build_guest(force=False) -> Paths            run build-guest.sh; Paths(build_dir, kernel,
-                                                 initrd, data_img, kernel_version)
+    build_guest(force=False) -> Paths            run build-guest.sh (both flavours); Paths(
+                                                 build_dir, kernel, initrd, initrd_qga10,
+                                                 data_img, kernel_version); .initrd_of(flavour)
     existing_paths() -> Paths                    the same without building (LabError if absent)
     fresh_data_disk(dest) -> Path                copy of the pristine ext4 data disk
     ensure_libvirtd(timeout=30.0) -> None        start virtlogd/libvirtd if needed, wait for virsh;
@@ -27,8 +39,8 @@ Raw agent socket (QEMU chardev, one client at a time)
                                                  ({"return": ...} or {"error": ...})
 
 Plain QEMU
-    PlainQemuGuest(workdir, *, noagent=False, dedicated=False, memory=256, block="")
-                                                 block: qemu-ga --block-rpcs LIST in the guest
+    PlainQemuGuest(workdir, *, noagent=False, dedicated=False, memory=256, block="",
+                   flavour="host")               block: qemu-ga --block-rpcs LIST in the guest
         .socket_path      workdir/qga.sock   (org.qemu.guest_agent.0)
         .dedicated_socket workdir/qga1.sock  (org.qemu.guest_agent.1) or None
         .qmp_path         workdir/qmp.sock   (QMP monitor, e.g. for device_add / hot-plug)
@@ -38,31 +50,37 @@ Plain QEMU
         .wait_agent(deadline) -> bool            deadline is a time.monotonic() value
         .stop()                                  SIGTERM then SIGKILL, by PID only
         context manager: start() on enter, stop() on exit
+    measure_idle_cpu(workdir, flavour, settle, seconds) -> (boot_seconds, % of one core)
 
 libvirt (URI = "qemu:///system"; names must start with "qgactl-test-" or "qgactl-demo")
     domain_dir(name) -> Path                     /var/lib/qgactl-lab/domains/NAME (lab-owned)
-    prepare_domain_files(name) -> Path           copy kernel, initrd, fresh data.img there; make
-                                                 its chan/ folder owned by the QEMU user
+    prepare_domain_files(name, flavour="host") -> Path
+                                                 copy kernel, the flavour's initrd, fresh data.img
+                                                 there; make its chan/ folder owned by QEMU's user
     domain_xml(name, *, agent_channel=True, dedicated_channel_path=None, noagent=False,
                data_disk=<dir>/data.img, kernel=..., initrd=..., console_log=...) -> str
     define_and_start(name, xml, *, wait_agent=True, timeout=BOOT_TIMEOUT, retries=1,
-                     uri=URI, define_only=False) -> float | None (start->agent seconds)
+                     uri=URI, define_only=False, flavour="host") -> float | None
+                                                 (start->agent seconds)
                                                  destroy+undefine a leftover, prepare files,
                                                  define, start, wait for state='connected' AND a
                                                  real guest-ping; kill-and-retry once
     start_domain(name, *, agent_channel=True, dedicated=False, noagent=False, start=True,
-                 wait_agent=None, timeout=BOOT_TIMEOUT, uri=URI) -> LabDomain
+                 wait_agent=None, timeout=BOOT_TIMEOUT, uri=URI, flavour="host") -> LabDomain
     destroy_and_undefine(name, uri=URI)          also removes domain_dir(name)
     cleanup_stale(uri=URI) -> list[str]          remove qgactl-test-<pid>-* domains whose pid died
     test_domain_name(suffix) -> str              "qgactl-test-<this pid>-<suffix>"
     list_domains(uri=URI) -> list[str]; domain_state(name, uri=URI) -> str | None
     LabDomain(str): the domain name, plus .name .uri .dir .console_log .data_disk
-        .dedicated_socket (path or None) .boot_seconds; .live_xml() .channel_state(name)
-        .wait_console(text=READY_LINE, timeout) .agent_ping(timeout=5) .destroy()
+        .dedicated_socket (path or None) .boot_seconds .flavour; .live_xml()
+        .channel_state(name) .wait_console(text=READY_LINE, timeout) .agent_ping(timeout=5)
+        .destroy()
     live_xml(name, uri=URI) -> str; channel_state(name, channel, uri=URI) -> str | None
 
 CLI
-    python3 lab/lab.py build | libvirtd | demo-start NAME | stop NAME | cleanup
+    python3 lab/lab.py build | libvirtd | demo-start NAME [--flavour F] | stop NAME | cleanup
+    python3 lab/lab.py idle-cpu [--flavour F] [--settle S] [--seconds S]
+                                                 boot time and idle CPU of a plain QEMU guest
 """
 
 from __future__ import annotations
@@ -96,6 +114,10 @@ NAME_PREFIXES = ("qgactl-test-", "qgactl-demo")
 QEMU_BIN = "qemu-system-x86_64"
 KERNEL_CMDLINE = "console=ttyS0 panic=-1"
 READY_LINE = "qgactl-lab: ready"
+VCPUS = 2  # qemu-ga reads /sys/devices/system/cpu: cpu0 has no `online` file, cpu1 has
+GUEST_MAC = "52:54:00:12:34:56"  # QEMU's default first MAC; /init gives eth0 10.0.2.15/24
+FLAVOURS = {"host": "initrd.img", "qga10": "initrd-qga10.img"}  # flavour -> initrd in BUILD_DIR
+DEFAULT_FLAVOUR = "host"
 
 
 class LabError(RuntimeError):
@@ -113,9 +135,15 @@ def _log(msg: str) -> None:
 class Paths:
     build_dir: Path
     kernel: Path
-    initrd: Path
+    initrd: Path  # flavour "host"
+    initrd_qga10: Path  # flavour "qga10"
     data_img: Path
     kernel_version: str
+
+    def initrd_of(self, flavour: str) -> Path:
+        if flavour not in FLAVOURS:
+            raise LabError(f"unknown lab flavour {flavour!r} (one of {', '.join(FLAVOURS)})")
+        return self.build_dir / FLAVOURS[flavour]
 
 
 def build_guest(force: bool = False) -> Paths:
@@ -130,14 +158,15 @@ def build_guest(force: bool = False) -> Paths:
 def existing_paths() -> Paths:
     p = Paths(
         build_dir=BUILD_DIR,
-        kernel=BUILD_DIR / "vmlinuz",
-        initrd=BUILD_DIR / "initrd.img",
+        kernel=BUILD_DIR / "vmlinux",  # PVH-bootable ELF (build-guest.sh)
+        initrd=BUILD_DIR / FLAVOURS["host"],
+        initrd_qga10=BUILD_DIR / FLAVOURS["qga10"],
         data_img=BUILD_DIR / "data.img",
         kernel_version=(BUILD_DIR / "kernel.version").read_text().strip()
         if (BUILD_DIR / "kernel.version").exists()
         else "",
     )
-    for f in (p.kernel, p.initrd, p.data_img):
+    for f in (p.kernel, p.initrd, p.initrd_qga10, p.data_img):
         if not f.is_file():
             raise LabError(f"{f} missing: run lab/build-guest.sh")
     return p
@@ -281,8 +310,10 @@ class PlainQemuGuest:
         dedicated: bool = False,
         memory: int = 256,
         block: str = "",
+        flavour: str = DEFAULT_FLAVOUR,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.flavour = flavour
         self.noagent = noagent
         self.block = block  # qemu-ga --block-rpcs in the guest, e.g. "guest-exec,guest-file-open"
         self.memory = memory
@@ -307,13 +338,14 @@ class PlainQemuGuest:
         cmd = [
             _need(QEMU_BIN),
             "-name", f"qgactl-lab,process=qgactl-lab-{self.workdir.name}",
-            "-machine", "pc,accel=tcg", "-m", str(self.memory), "-smp", "1",
+            "-machine", "pc,accel=tcg", "-m", str(self.memory), "-smp", str(VCPUS),
             "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", f"file:{self.console_log}",
-            "-kernel", str(paths.kernel), "-initrd", str(paths.initrd), "-append", cmdline,
+            "-kernel", str(paths.kernel), "-initrd", str(paths.initrd_of(self.flavour)),
+            "-append", cmdline,
             "-drive", f"file={self.data_disk},if=virtio,format=raw",
             "-netdev", "user,id=net0,restrict=on",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-device", f"virtio-net-pci,netdev=net0,mac={GUEST_MAC}",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-device", "virtio-serial-pci,id=virtio-serial0",
             "-chardev", f"socket,id=qga0,path={self.socket_path},server=on,wait=off",
@@ -415,6 +447,27 @@ class PlainQemuGuest:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def measure_idle_cpu(
+    workdir: os.PathLike[str] | str, flavour: str, settle: float, seconds: float
+) -> tuple[float, float]:
+    """Boot a plain QEMU guest, let it settle, then measure its QEMU's CPU time over `seconds`:
+    (boot seconds, percent of one host core). CPU time, not wall time: other load on the host
+    does not count."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime (proc(5))
+
+    with PlainQemuGuest(workdir, flavour=flavour) as guest:
+        assert guest.pid is not None and guest.boot_seconds is not None
+        time.sleep(settle)
+        before = cpu_seconds(guest.pid)
+        time.sleep(seconds)
+        used = cpu_seconds(guest.pid) - before
+        return guest.boot_seconds, 100 * used / seconds
 
 
 def _tail(path: Path, n: int = 30) -> str:
@@ -559,19 +612,21 @@ def domain_dir(name: str) -> Path:
     return STATE_DIR / "domains" / name
 
 
-def prepare_domain_files(name: str) -> Path:
-    """Fresh lab-owned copies of kernel, initrd and data disk for one domain (libvirt chowns
-    the files a running domain uses), plus chan/ for a dedicated socket, owned by QEMU's user."""
+def prepare_domain_files(name: str, flavour: str = DEFAULT_FLAVOUR) -> Path:
+    """Fresh lab-owned copies of kernel, the flavour's initrd and data disk for one domain
+    (libvirt chowns the files a running domain uses), plus chan/ for a dedicated socket, owned
+    by QEMU's user."""
     _check_name(name)
     paths = existing_paths()
+    initrd = paths.initrd_of(flavour)
     d = domain_dir(name)
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True, mode=0o755)
     for p in (STATE_DIR, STATE_DIR / "domains"):
         os.chmod(p, 0o755)
-    shutil.copyfile(paths.kernel, d / "vmlinuz")
-    shutil.copyfile(paths.initrd, d / "initrd.img")
+    shutil.copyfile(paths.kernel, d / "vmlinux")
+    shutil.copyfile(initrd, d / "initrd.img")
     shutil.copyfile(paths.data_img, d / "data.img")
     (d / "chan").mkdir()
     _chown_to_qemu(d / "chan")
@@ -591,9 +646,15 @@ def domain_xml(
     memory_mib: int = 256,
 ) -> str:
     """Domain XML for the lab guest (TCG, pc, ACPI, direct kernel boot, virtio-serial
-    controller always present so channels can be hot-plugged). Paths default to domain_dir."""
+    controller always present so channels can be hot-plugged, 2 vCPUs, on_reboot restart so
+    agent reboots come back). Paths default to domain_dir.
+
+    The NIC is <interface type='udp'> to 127.0.0.1:9 (QEMU's -netdev socket,udp=): no bridge,
+    tap or libvirt network on the host, and whatever the guest sends ends at loopback.
+    <interface type='user'> works in libvirt 9.0's qemu:///system too, but libvirt cannot ask
+    for slirp's restrict=on, so a guest could reach the outside through it."""
     d = domain_dir(name)
-    kernel = kernel or d / "vmlinuz"
+    kernel = kernel or d / "vmlinux"
     initrd = initrd or d / "initrd.img"
     data_disk = data_disk or d / "data.img"
     console_log = console_log or d / "console.log"
@@ -618,7 +679,7 @@ def domain_xml(
     return f"""<domain type='qemu'>
   <name>{escape(name)}</name>
   <memory unit='MiB'>{memory_mib}</memory>
-  <vcpu>1</vcpu>
+  <vcpu>{VCPUS}</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{escape(os.fspath(kernel))}</kernel>
@@ -636,6 +697,13 @@ def domain_xml(
       <source file={q(data_disk)}/>
       <target dev='vda' bus='virtio'/>
     </disk>
+    <interface type='udp'>
+      <mac address='{GUEST_MAC}'/>
+      <source address='127.0.0.1' port='9'>
+        <local address='127.0.0.1' port='0'/>
+      </source>
+      <model type='virtio'/>
+    </interface>
     <controller type='virtio-serial' index='0'/>{chans}
     <serial type='file'>
       <source path={q(console_log)} append='on'/>
@@ -718,6 +786,7 @@ def define_and_start(
     retries: int = 1,
     uri: str = URI,
     define_only: bool = False,
+    flavour: str = DEFAULT_FLAVOUR,
 ) -> float | None:
     """Define (replacing a leftover of the same name) and start; with wait_agent, wait for
     state='connected' and a real guest-ping, killing and restarting once on timeout.
@@ -726,7 +795,7 @@ def define_and_start(
     ensure_libvirtd()
     if domain_state(name, uri) is not None:
         destroy_and_undefine(name, uri)
-    d = prepare_domain_files(name)
+    d = prepare_domain_files(name, flavour)
     (d / "domain.xml").write_text(xml)
     _virsh("define", str(d / "domain.xml"), uri=uri)
     if define_only:
@@ -760,10 +829,11 @@ class LabDomain(str):
     data_disk: Path
     dedicated_socket: Path | None
     boot_seconds: float | None
+    flavour: str
 
     def __new__(
         cls, name: str, *, uri: str = URI, dedicated_socket: Path | None = None,
-        boot_seconds: float | None = None,
+        boot_seconds: float | None = None, flavour: str = DEFAULT_FLAVOUR,
     ) -> LabDomain:  # fmt: skip
         self = super().__new__(cls, name)
         self.name = name
@@ -773,6 +843,7 @@ class LabDomain(str):
         self.data_disk = self.dir / "data.img"
         self.dedicated_socket = dedicated_socket
         self.boot_seconds = boot_seconds
+        self.flavour = flavour
         return self
 
     def live_xml(self) -> str:
@@ -810,6 +881,7 @@ def start_domain(
     wait_agent: bool | None = None,
     timeout: float = BOOT_TIMEOUT,
     uri: str = URI,
+    flavour: str = DEFAULT_FLAVOUR,
 ) -> LabDomain:
     """Build the XML for a lab domain and define (+ start) it; returns a LabDomain."""
     if wait_agent is None:
@@ -820,9 +892,12 @@ def start_domain(
         noagent=noagent,
     )  # fmt: skip
     secs = define_and_start(
-        name, xml, wait_agent=wait_agent, timeout=timeout, uri=uri, define_only=not start
+        name, xml, wait_agent=wait_agent, timeout=timeout, uri=uri, define_only=not start,
+        flavour=flavour,
+    )  # fmt: skip
+    return LabDomain(
+        name, uri=uri, dedicated_socket=dedicated_path, boot_seconds=secs, flavour=flavour
     )
-    return LabDomain(name, uri=uri, dedicated_socket=dedicated_path, boot_seconds=secs)
 
 
 def list_domains(uri: str = URI) -> list[str]:
@@ -863,9 +938,14 @@ def _main(argv: Iterable[str] | None = None) -> int:
     ds = sub.add_parser("demo-start", help="build, start libvirtd, boot a domain with .0 + .1")
     ds.add_argument("name")
     ds.add_argument("--noagent", action="store_true")
+    ds.add_argument("--flavour", choices=sorted(FLAVOURS), default=DEFAULT_FLAVOUR)
     st = sub.add_parser("stop", help="destroy + undefine a lab domain")
     st.add_argument("name")
     sub.add_parser("cleanup", help="remove qgactl-test-<pid>-* domains of dead processes")
+    ic = sub.add_parser("idle-cpu", help="boot a plain QEMU guest; its boot time and idle CPU")
+    ic.add_argument("--flavour", choices=sorted(FLAVOURS), default=DEFAULT_FLAVOUR)
+    ic.add_argument("--settle", type=float, default=20.0, help="seconds after boot, not counted")
+    ic.add_argument("--seconds", type=float, default=60.0, help="seconds measured")
     args = ap.parse_args(list(argv) if argv is not None else None)
 
     try:
@@ -884,7 +964,9 @@ def _main(argv: Iterable[str] | None = None) -> int:
             _log("checking libvirtd")
             ensure_libvirtd()
             _log(f"starting domain {args.name} (TCG boot, usually 5-15 s)")
-            dom = start_domain(args.name, dedicated=True, noagent=args.noagent)
+            dom = start_domain(
+                args.name, dedicated=True, noagent=args.noagent, flavour=args.flavour
+            )
             if dom.boot_seconds is not None:
                 _log(f"agent answered {dom.boot_seconds:.1f}s after start")
             _log(f"ready in {time.monotonic() - t0:.1f}s")
@@ -898,6 +980,12 @@ def _main(argv: Iterable[str] | None = None) -> int:
         elif args.cmd == "cleanup":
             for n in cleanup_stale():
                 _log(f"removed {n}")
+        elif args.cmd == "idle-cpu":
+            build_guest()
+            with tempfile.TemporaryDirectory(prefix="qgactl-lab-idle-") as workdir:
+                boot, share = measure_idle_cpu(workdir, args.flavour, args.settle, args.seconds)
+            print(f"flavour={args.flavour} vcpus={VCPUS} boot_seconds={boot:.1f} "
+                  f"idle_cpu_percent_of_one_core={share:.2f}")  # fmt: skip
     except LabError as e:
         print(f"lab: ERROR: {e}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ Fixtures (all session-scoped):
     lab_paths                 lab.Paths of the built guest (kernel, initrd, data_img, ...)
     plain_qemu_guest          lab.PlainQemuGuest, agent answering: .socket_path (.0),
                               .dedicated_socket (.1), .qmp_path, .console_log, .pid
+    plain_qemu_guest10        the same with flavour "qga10": Debian 13's qemu-ga 10.0
     blocked_guest             lab.PlainQemuGuest whose qemu-ga blocks guest-exec and
                               guest-file-open (RHEL's default config blocks both)
     libvirt_ready             "qemu:///system" once libvirtd answers
@@ -18,11 +19,13 @@ Fixtures (all session-scoped):
     lab_domain                lab.LabDomain (a str: the domain name) running, agent answering
                               on the libvirt-held .0; .dedicated_socket = path of the .1 socket
                               (direct clients); .uri .console_log .dir .boot_seconds
+    lab_domain10              the same with flavour "qga10": Debian 13's qemu-ga 10.0
     domain_off                LabDomain defined and shut off (agent channel configured)
     domain_no_channel         LabDomain running, no agent channel (virtio-serial controller only)
     domain_agent_not_started  LabDomain running with the .0 channel, kernel flag qgactl.noagent:
                               libvirt says "not connected"; call .wait_console() to be sure the
                               guest has finished booting
+What every guest reports (2 vCPUs, eth0, user qgauser, time zone IST...): lab/lab.py's docstring.
 The lab module itself is importable in tests as `from lab import lab` (the repo root is put on
 sys.path here).
 """
@@ -73,38 +76,49 @@ def lab_paths() -> lab.Paths:
         raise  # unreachable
 
 
-@pytest.fixture(scope="session")
-def plain_qemu_guest(
-    lab_paths: lab.Paths, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[lab.PlainQemuGuest]:
-    guest = lab.PlainQemuGuest(tmp_path_factory.mktemp("plain-qemu"), dedicated=True)
+def _plain_guest(what: str, workdir: Path, **kwargs: object) -> Iterator[lab.PlainQemuGuest]:
+    guest = lab.PlainQemuGuest(workdir, **kwargs)  # type: ignore[arg-type]
     try:
         guest.start()
     except lab.LabError as e:
         guest.stop()
-        _fail("plain QEMU guest did not come up", e)
+        _fail(f"{what} did not come up", e)
     try:
         yield guest
     finally:
         guest.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_qemu_guest(
+    lab_paths: lab.Paths, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[lab.PlainQemuGuest]:
+    yield from _plain_guest(
+        "plain QEMU guest", tmp_path_factory.mktemp("plain-qemu"), dedicated=True
+    )
+
+
+@pytest.fixture(scope="session")
+def plain_qemu_guest10(
+    lab_paths: lab.Paths, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[lab.PlainQemuGuest]:
+    yield from _plain_guest(
+        "plain QEMU guest (qemu-ga 10.0)",
+        tmp_path_factory.mktemp("plain-qemu10"),
+        dedicated=True,
+        flavour="qga10",
+    )
 
 
 @pytest.fixture(scope="session")
 def blocked_guest(
     lab_paths: lab.Paths, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[lab.PlainQemuGuest]:
-    guest = lab.PlainQemuGuest(
-        tmp_path_factory.mktemp("blocked"), block="guest-exec,guest-file-open"
+    yield from _plain_guest(
+        "plain QEMU guest (blocked agent)",
+        tmp_path_factory.mktemp("blocked"),
+        block="guest-exec,guest-file-open",
     )
-    try:
-        guest.start()
-    except lab.LabError as e:
-        guest.stop()
-        _fail("plain QEMU guest (blocked agent) did not come up", e)
-    try:
-        yield guest
-    finally:
-        guest.stop()
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +161,11 @@ def _domain(suffix: str, **kwargs: object) -> Iterator[lab.LabDomain]:
 @pytest.fixture(scope="session")
 def lab_domain(libvirt_ready: str) -> Iterator[lab.LabDomain]:
     yield from _domain("lab", dedicated=True)
+
+
+@pytest.fixture(scope="session")
+def lab_domain10(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    yield from _domain("lab10", dedicated=True, flavour="qga10")
 
 
 @pytest.fixture(scope="session")
