@@ -76,10 +76,9 @@ def shutdown(
 def suspend(agent: Agent, mode: str, *, name: str, domain: Any | None = None) -> PowerResult:
     """Suspend to RAM, disk or both; refused up front when the domain can't wake from it."""
     wake = wake_advice(mode, name, None if domain is None else _libvirt(domain, domain.XMLDesc, 0))
-    command = f"guest-suspend-{mode}"
-    agent.require(command)
+    agent.require(f"guest-suspend-{mode}")
     agent.suspend(mode)
-    return PowerResult(name, command, False, None, None, wake)
+    return PowerResult(name, f"suspend-{mode}", False, None, None, wake)
 
 
 def wake_advice(mode: str, name: str, domain_xml: str | None) -> str:
@@ -93,12 +92,8 @@ def wake_advice(mode: str, name: str, domain_xml: str | None) -> str:
     (libvirt docs, formatdomain "Power Management"; qga/qapi-schema.json guest-suspend-ram.)
     """
     if mode == "disk":
-        start = (
-            "start QEMU again with the same disks"
-            if domain_xml is None
-            else (f"virsh start {name} resumes it")
-        )
-        return f"the guest powers off once its memory is on disk: {start}"
+        again = f"virsh start {name}" if domain_xml else "start QEMU again with the same disks"
+        return f"the guest powers off once its memory is on disk: {again} resumes it"
     if domain_xml is None:
         return "wake it from QEMU's monitor: system_wakeup"
     from qgactl.xmlgen import suspend_states
@@ -157,10 +152,10 @@ def _channel_closed(path: str, deadline: float, progress: Progress) -> str:
                 progress(f"waiting for the guest to power off ({left:.0f} s left)")
                 sock.settimeout(min(0.5, left))
                 try:
-                    if not sock.recv(65536):
+                    if not sock.recv(65536):  # data (a stale reply) is not the end: read on
                         return "channel closed"
                 except socket.timeout:
-                    continue  # whatever it sends (a stale reply) is not the end
+                    continue
         except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError):
             return "channel closed"
         except socket.timeout:

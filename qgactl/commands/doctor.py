@@ -134,13 +134,9 @@ class Doctor:
     def not_running(self, info: DomainInfo) -> _Stop:
         """A domain that is off: starting it helps only if its definition has an agent channel
         (the XML of a domain that is not running is its persistent definition)."""
-        start = f"virsh start {info.name}"
+        start = f"start it: virsh start {info.name}"
         names = ", ".join(c.name for c in info.channels)
-        fix = (
-            f"start it: {start}"
-            if names
-            else (f"no agent channel: qgactl add-channel {info.name}, then start it: {start}")
-        )
+        fix = start if names else f"no agent channel: qgactl add-channel {info.name}, then {start}"
         self.failed("domain", f"{info.name} is {info.state}", fix, ExitCode.UNAVAILABLE)
         if names:
             self.passed("channel", f"{names} in the persistent XML")
@@ -395,7 +391,7 @@ def doctor(app: App, domain: str | None) -> int:
 
     \b
     libvirt    the connection opens (-c URI)
-    domain     it exists and runs
+    domain     it exists and runs (if not: whether starting it would help)
     channel    an agent channel is in its XML; how qgactl reaches it
     connected  libvirt sees the agent's end of the channel open
     socket     the socket exists, who listens and who holds it

@@ -203,7 +203,7 @@ def test_suspend_without_a_reply_is_success_and_says_how_to_wake(qgactl, mode, w
         run = qgactl("-t", "1", "--socket", agent.path, "suspend", "--mode", mode)
     assert run.code == 0, run.stderr
     assert guest.sent(f"guest-suspend-{mode}") == [{}]
-    assert run.json()["action"] == f"guest-suspend-{mode}" and wake in run.json()["wake"]
+    assert run.json()["action"] == f"suspend-{mode}" and wake in run.json()["wake"]
 
 
 def test_suspend_the_guest_cannot_do(qgactl):

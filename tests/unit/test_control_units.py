@@ -182,7 +182,7 @@ def test_no_s3_means_no_wake_up_from_ram(mode):
 
 def test_disk_powers_off_whatever_pm_says():
     xml = DOMAIN.format("<pm><suspend-to-disk enabled='no'/></pm>")
-    assert "virsh start vm1" in power.wake_advice("disk", "vm1", xml)
+    assert power.wake_advice("disk", "vm1", xml).endswith("virsh start vm1 resumes it")
 
 
 # -- the fallback rule -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""shutdown, reboot, ssh-keys and set-password on real guests, and libvirt's agent error state
-(code 86) for real. Every effect is checked without qgactl: the domain's state through virsh,
-the guest's files through a raw guest-exec (libvirt-python's qemuAgentCommand), the key listing
-against `virsh get-user-sshkeys`, the QEMU process by its PID.
+"""shutdown, reboot, ssh-keys and set-password on real guests (ssh-keys and set-password for
+the lab guest's user qgauser), and libvirt's agent error state (code 86) for real. Every effect
+is checked without qgactl: the domain's state through virsh, the guest's files through a raw
+guest-exec (libvirt-python's qemuAgentCommand), the key listing against `virsh
+get-user-sshkeys`, the QEMU process by its PID.
 
 Shutdown and reboot end their guest: they get throwaway guests of their own (session fixtures
 of this module, booted once each), never the shared lab domain. So does the error state, which
@@ -22,7 +23,7 @@ from testkeys import public_key
 from lab import lab
 from tests.vm.guestside import libvirt_raw, socket_raw
 
-USER = "root"
+USER = "qgauser"  # the lab guest's account: a home with ~/.ssh, a shadow entry, a chpasswd
 
 
 def virsh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -198,6 +199,66 @@ def test_ssh_keys_unknown_user(qgactl, lab_domain):
     assert "failed to lookup user 'nosuch'" in run.stderr
 
 
+# -- set-password ------------------------------------------------------------------------------
+
+PASSWORD = "correct horse é battery"
+
+
+def shadow_hash(raw, user: str = USER) -> str:
+    line = guest_sh(raw, f"grep '^{user}:' /etc/shadow")
+    return line.split(":")[1]
+
+
+def matches(password: str, hashed: str) -> bool:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # crypt: gone in Python 3.13
+        import crypt
+
+        return crypt.crypt(password, hashed) == hashed
+
+
+def test_set_password_changes_the_shadow_hash_and_never_shows_it(qgactl, conn, lab_domain):
+    raw = libvirt_raw(conn.lookupByName(lab_domain))
+    before = shadow_hash(raw)
+    run = qgactl(
+        "--debug", "-c", lab_domain.uri, "--transport", "libvirt", "set-password", lab_domain,
+        USER, stdin=PASSWORD.encode() + b"\n",
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    after = shadow_hash(raw)
+    assert after != before and after.startswith("$6$") and matches(PASSWORD, after)
+    [traced] = [
+        line for line in run.stderr.splitlines() if '--> {"execute":"guest-set-user' in line
+    ]
+    assert '"password":"<redacted>"' in traced
+    encoded = base64.b64encode(PASSWORD.encode()).decode()
+    for secret in (PASSWORD, encoded):
+        assert secret not in run.stderr and secret not in run.stdout
+
+
+def test_set_password_crypted_puts_the_hash_as_given(qgactl, conn, lab_domain):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+        hashed = crypt.crypt("another one", crypt.mksalt(crypt.METHOD_SHA512))
+    raw = libvirt_raw(conn.lookupByName(lab_domain))
+    args = ("-c", lab_domain.uri, "set-password", "--crypted", lab_domain, USER)
+    run = qgactl(*args, stdin=hashed.encode() + b"\n")
+    assert run.code == 0, run.stderr
+    assert shadow_hash(raw) == hashed
+
+
+def test_set_password_for_an_unknown_user(qgactl, lab_domain):
+    run = qgactl("-c", lab_domain.uri, "set-password", lab_domain, "nosuch", stdin=b"pw\n")
+    assert run.code == 6, run.stderr
+    assert "failed to set user password" in run.stderr
+
+
 # -- libvirt's agent error state (code 86) -------------------------------------------------------
 
 
@@ -270,3 +331,52 @@ def test_restarting_qemu_ga_in_the_guest_clears_it(qgactl, broken_domain):
         timeout=120,
     )  # fmt: skip
     assert run.code == 0, run.stderr
+
+
+# -- suspend -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sleeper(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    """Suspended to RAM and woken by the test below."""
+    yield from throwaway("sleep", dedicated=True)
+
+
+def test_suspend_ram_then_dompmwakeup(qgactl, conn, sleeper):
+    run = qgactl("-c", sleeper.uri, "suspend", sleeper, "--mode", "ram", timeout=120)
+    assert run.code == 0, run.stderr
+    assert run.json()["wake"] == f"virsh dompmwakeup {sleeper}"
+    give_up = time.monotonic() + 60
+    while (state := virsh("domstate", sleeper).stdout.strip()) != "pmsuspended":
+        assert time.monotonic() < give_up, state
+        time.sleep(0.2)
+    virsh("dompmwakeup", sleeper)  # what qgactl said to do
+    assert virsh("domstate", sleeper).stdout.strip() == "running"
+    # The guest's agents run on, but libvirt saw their ports close for the sleep and not open
+    # again (both channels stay 'disconnected'): ask the dedicated socket.
+    args = ("-c", sleeper.uri, "--transport", "socket", "ping", "--wait", "60", sleeper)
+    run = qgactl(*args, timeout=120)
+    assert run.code == 0, run.stderr
+
+
+@pytest.fixture(scope="module")
+def no_s3(libvirt_ready: str) -> Iterator[str]:
+    """Defined (not started) with S3 hidden from the guest: <pm><suspend-to-mem enabled='no'/>."""
+    name = lab.test_domain_name("nos3")
+    xml = lab.domain_xml(name).replace(
+        "<devices>", "<pm><suspend-to-mem enabled='no'/></pm>\n  <devices>", 1
+    )
+    lab.define_and_start(name, xml, define_only=True)
+    try:
+        yield name
+    finally:
+        lab.destroy_and_undefine(name)
+
+
+@pytest.mark.parametrize("mode", ["ram", "hybrid"])
+def test_suspend_refused_where_the_machine_cant_wake_up(qgactl, no_s3, mode):
+    assert "suspend-to-mem enabled='no'" in virsh("dumpxml", no_s3).stdout
+    run = qgactl("-c", lab.URI, "suspend", no_s3, "--mode", mode)
+    assert run.code == 2, run.stderr
+    [line] = run.stderr.splitlines()
+    assert f"can't wake up from suspend-to-{mode}" in line and "--mode disk" in line
