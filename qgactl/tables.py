@@ -211,9 +211,11 @@ def ssh_keys_table(found: AuthorizedKeys) -> Any:
 def _key_columns(line: str) -> tuple[str, str, str | None]:
     """An authorized_keys line as type, a shortened key and the comment (options kept in front
     of the type); a line that doesn't parse is shown whole."""
+    from qgactl.pubkeys import KEY_TYPES
+
     words = line.split()
     for index, word in enumerate(words[:-1]):
-        if word.startswith(("ssh-", "ecdsa-", "sk-")):
+        if word in KEY_TYPES:
             kind = " ".join(words[: index + 1])
             blob = words[index + 1]
             short = blob if len(blob) <= 24 else f"{blob[:12]}...{blob[-8:]}"
