@@ -16,6 +16,7 @@ from typing import Any
 from qgactl.errors import AgentCommandError, ProtocolError, QgactlError
 from qgactl.models import (
     AgentInfo,
+    AuthorizedKeys,
     CpuStats,
     Disk,
     DiskStats,
@@ -200,6 +201,46 @@ class Agent:
 
     def cpustats(self) -> tuple[CpuStats, ...]:
         return CpuStats.list_from_reply(self.call("guest-get-cpustats"))
+
+    # -- power and accounts (qga/qapi-schema.json) ---------------------------------------------
+
+    def shutdown(self, mode: str = "powerdown") -> None:
+        """guest-shutdown: "powerdown", "halt" or "reboot". No reply when it works (the guest
+        runs `shutdown -h -P|-H|-r +0`); the guest going away is success too."""
+        self.call("guest-shutdown", {"mode": mode})
+
+    def suspend(self, mode: str) -> None:
+        """guest-suspend-ram, -disk or -hybrid: no reply when it works; the agent answers
+        an error when the guest's kernel can't (its /sys/power/state)."""
+        self.call(f"guest-suspend-{mode}")
+
+    def set_user_password(self, username: str, password: str, *, crypted: bool = False) -> None:
+        """The password goes base64 (schema: "to ensure it is 8-bit safe"); a --debug trace
+        shows it redacted (render.Terminal.trace)."""
+        encoded = base64.b64encode(password.encode()).decode()
+        arguments = {"username": username, "password": encoded, "crypted": crypted}
+        self.call("guest-set-user-password", arguments)
+
+    def ssh_keys(self, username: str) -> AuthorizedKeys:
+        """The user's ~/.ssh/authorized_keys; a user without that file has no keys (qemu-ga
+        7.2 answers "failed to read ...: No such file or directory")."""
+        try:
+            reply = self.call("guest-ssh-get-authorized-keys", {"username": username})
+        except AgentCommandError as exc:
+            if "No such file or directory" in exc.desc and "failed to read" in exc.desc:
+                return AuthorizedKeys(username, ())
+            raise
+        return AuthorizedKeys.from_reply(username, reply)
+
+    def ssh_add_keys(self, username: str, keys: Sequence[str], *, reset: bool = False) -> None:
+        """Append ``keys`` (or, with ``reset``, replace every key with them). qemu-ga creates
+        ~/.ssh and the file as the user, mode 600."""
+        arguments = {"username": username, "keys": list(keys), "reset": reset}
+        self.call("guest-ssh-add-authorized-keys", arguments)
+
+    def ssh_remove_keys(self, username: str, keys: Sequence[str]) -> None:
+        """Keys that are not there are not an error (schema)."""
+        self.call("guest-ssh-remove-authorized-keys", {"username": username, "keys": list(keys)})
 
     # -- processes and files: guest-exec*, guest-file-* (qga/qapi-schema.json) ----------------
     # The engines that make them safe at any size are guest_exec.py, guestfile.py, transfer.py.

@@ -126,11 +126,10 @@ class App:
             return Agent(SocketTransport(path, trace=trace), seconds)
 
         def dedicated_socket() -> str | None:
+            # libvirt said "unavailable": even when its channel looks connected (libvirt's own
+            # error state, transport.AGENT_IN_ERROR_HINT), a dedicated channel may answer.
             info = host.describe(found)
-            if not info.running:
-                return None
-            kind, path = info.transport("auto", remote=host.is_remote)
-            return path if kind == "socket" else None
+            return info.fallback_socket(remote=host.is_remote) if info.running else None
 
         return Agent(AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket), seconds)
 
@@ -143,6 +142,23 @@ class App:
                 domain=info.name,
             )
         return info
+
+    def split_domain(self, words: tuple[str, ...], usage: str) -> tuple[str | None, list[str]]:
+        """``[DOMAIN] REST...``: DOMAIN is the first word unless --socket names the agent; REST
+        must be as many words as ``usage`` names (e.g. "USER")."""
+        rest = list(words)
+        domain = None if self.socket_path or not rest else rest.pop(0)
+        if len(rest) != len(usage.split()):
+            raise InvalidUsage(
+                f"expected {'' if self.socket_path else 'DOMAIN '}{usage}",
+                hint="with --socket, commands take no DOMAIN",
+            )
+        self.check_target(domain)
+        return domain, rest
+
+    def lookup(self, domain: str | None) -> Any:
+        """DOMAIN's libvirt.virDomain, for watching it; None with --socket."""
+        return None if self.socket_path or domain is None else self.libvirt.lookup(domain)
 
     def describe(self, domain: str) -> DomainInfo:
         return self.libvirt.describe(self.libvirt.lookup(domain))

@@ -48,7 +48,8 @@ OUTPUT_CHOICES = ("auto", "table", "json", "raw")
     type=click.Choice(["auto", "libvirt", "socket"]),
     default="auto",
     show_default=True,
-    help="How to reach a domain's agent (auto: its dedicated socket if it has one, else libvirt).",
+    help="How to reach a domain's agent (auto: libvirt, and the domain's dedicated socket when "
+    "libvirt's channel is missing, disconnected or unavailable).",
 )
 @click.option(
     "-t",

@@ -186,11 +186,15 @@ def complete_raw_words(ctx: Any, param: Any, incomplete: str) -> list[str]:
     return sorted(name for name in commands if name.startswith(incomplete))
 
 
-def complete_exec_words(ctx: Any, param: Any, incomplete: str) -> list[str]:
-    """``qgactl exec [DOMAIN] CMD...``: the domain; the guest's commands are not completed."""
+def complete_leading_domain(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """``[DOMAIN] WORDS...`` (exec's CMD, set-password's USER): the domain; the rest is the
+    guest's and is not completed."""
     if ctx.params.get(param.name) or _root_params(ctx).get("socket"):
         return []
     return complete_running_domains(ctx, param, incomplete)
+
+
+complete_exec_words = complete_leading_domain
 
 
 def complete_copy_paths(ctx: Any, param: Any, incomplete: str) -> list[str]:

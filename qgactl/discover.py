@@ -94,9 +94,18 @@ class DomainInfo(NamedTuple):
             return "socket", channel.path
         libvirt_channel = self.libvirt_channel
         usable = libvirt_channel is not None and libvirt_channel.state != "disconnected"
-        if dedicated and not usable and dedicated.state != "disconnected":
-            return "socket", dedicated.path
+        fallback = self.fallback_socket(remote=remote)
+        if fallback and not usable:
+            return "socket", fallback
         return "libvirt", None
+
+    def fallback_socket(self, *, remote: bool = False) -> str | None:
+        """The dedicated channel's socket when libvirt's can't be used (missing, disconnected,
+        or libvirt answers "unavailable"): on a local host, and not known to be disconnected."""
+        dedicated = None if remote else self.dedicated_channel
+        if dedicated is None or dedicated.state == "disconnected":
+            return None
+        return dedicated.path
 
     def to_json(self, *, remote: bool = False) -> dict[str, Any]:
         transport = self.transport(remote=remote)

@@ -165,8 +165,11 @@ def _agent_error_hint(command: str, desc: str) -> str | None:
             "restart qemu-ga; `qgactl info` lists what is enabled"
         )
     if "has not been found" in desc:
-        return (
-            f"this agent doesn't know {command}{added_in(command)}; `qgactl info` lists what "
-            "it knows"
-        )
+        if command in ADDED_IN:
+            return (
+                f"this agent doesn't know {command}{added_in(command)}: update the guest's "
+                "qemu-guest-agent (or it is not built for the guest's OS); `qgactl info` shows "
+                "its version"
+            )
+        return "this agent doesn't know that command; `qgactl info` lists what it knows"
     return None

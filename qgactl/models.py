@@ -774,3 +774,37 @@ class GuestInfo(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in self._asdict().items() if value is not None}
+
+
+# -- accounts and power: guest-ssh-get-authorized-keys (GuestAuthorizedKeys), guest-shutdown ------
+
+
+class AuthorizedKeys(NamedTuple):
+    """A guest user's ~/.ssh/authorized_keys, one key (OpenSSH format) a line."""
+
+    user: str
+    keys: tuple[str, ...]
+
+    @classmethod
+    def from_reply(cls, user: str, reply: Any) -> AuthorizedKeys:
+        what = "guest-ssh-get-authorized-keys"
+        _check(reply, dict, what)
+        keys = _check(reply.get("keys"), list, f"{what}.keys")
+        return cls(user, tuple(_check(key, str, f"{what}.keys[]") for key in keys))
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)
+
+
+class PowerResult(NamedTuple):
+    """What shutdown, reboot and suspend did: the request, and what --wait saw."""
+
+    target: str
+    action: str  # powerdown, halt, reboot, suspend-ram, suspend-disk, suspend-hybrid
+    waited: bool
+    outcome: str | None  # "shut off", "answers again" (after --wait), None without it
+    seconds: float | None  # from the request to that outcome
+    wake: str | None = None  # how to bring a suspended guest back
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_of(self)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from qgactl.errors import OutputClosed, QgactlError
+from qgactl.errors import InvalidUsage, OutputClosed, QgactlError
 
 if TYPE_CHECKING:
     from qgactl.wire import Reply
@@ -33,6 +33,7 @@ _UNSAFE_IN_JSON = {
 
 # guest-set-user-password's argument: never in a --debug trace (or a log it is copied into).
 _PASSWORD = r'("password"\s*:\s*)"(?:[^"\\]|\\.)*"'
+MAX_SECRET = 4096  # a password or a crypt(3) hash from stdin fits many times over
 
 
 def escape_control(text: str) -> str:
@@ -142,6 +143,29 @@ class Terminal:
         guest can't drive it (pipe or redirect for the exact bytes)."""
         text = self.stdout if stream == "stdout" else self.stderr
         return GuestBytes(text, self)
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    def secret(self, prompt: str, stdin: IO[str] | None = None) -> str:
+        """A password from a person (asked twice, not echoed) when stdin is a terminal, else
+        exactly one line of stdin without its line ending. Never empty, never echoed."""
+        stream = stdin or sys.stdin
+        if isatty(stream):
+            import click  # the prompt goes to stderr: stdout holds results only
+
+            value: str = click.prompt(prompt, hide_input=True, confirmation_prompt=True, err=True)
+            return value  # click asks again for an empty answer or a mismatch
+        text = stream.read(MAX_SECRET + 2)
+        line, newline, rest = text.partition("\n")
+        line = line[:-1] if newline and line.endswith("\r") else line
+        if rest or len(line) > MAX_SECRET:
+            raise InvalidUsage(
+                f"stdin must hold one line of at most {MAX_SECRET} characters",
+                hint="e.g. printf '%s\\n' \"$PASSWORD\" | qgactl set-password DOMAIN USER",
+            )
+        if not line:
+            raise InvalidUsage("no password on stdin (an empty one is refused)")
+        return line
 
     # -- stderr ---------------------------------------------------------------------------
 

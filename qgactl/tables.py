@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from qgactl.discover import DomainInfo
     from qgactl.models import (
         AgentInfo,
+        AuthorizedKeys,
         CpuStats,
         Disk,
         DiskAddress,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         NetworkInterface,
         OsInfo,
         PingResult,
+        PowerResult,
         Route,
         Timezone,
         TrimResult,
@@ -381,3 +383,38 @@ def doctor_table(target: str, checks: Sequence[Any]) -> Any:
         [(c.check, c.status, c.detail, c.fix) for c in checks],
         title=f"qgactl doctor {target}",
     )
+
+
+# -- control and accounts ----------------------------------------------------------------------
+
+
+def power_table(result: PowerResult) -> Any:
+    pairs: list[tuple[str, Any]] = [("Target", result.target), ("Requested", result.action)]
+    if result.waited:
+        pairs.append(("Outcome", f"{result.outcome} after {result.seconds:.1f} s"))
+    if result.wake:
+        pairs.append(("Wake", result.wake))
+    return fields_table(pairs)
+
+
+def ssh_keys_table(found: AuthorizedKeys) -> Any:
+    return rows_table(
+        ["TYPE", "KEY", "COMMENT"],
+        [_key_columns(key) for key in found.keys],
+        title=f"{escape_control(found.user)}: {plural(len(found.keys), 'authorized key')}",
+    )
+
+
+def _key_columns(line: str) -> tuple[str, str, str | None]:
+    """An authorized_keys line as type, a shortened key and the comment (options kept in front
+    of the type); a line that doesn't parse is shown whole."""
+    from qgactl.pubkeys import KEY_TYPES
+
+    words = line.split()
+    for index, word in enumerate(words[:-1]):
+        if word in KEY_TYPES:
+            kind = " ".join(words[: index + 1])
+            blob = words[index + 1]
+            short = blob if len(blob) <= 24 else f"{blob[:12]}...{blob[-8:]}"
+            return kind, short, " ".join(words[index + 2 :]) or None
+    return "?", line, None

@@ -96,8 +96,10 @@ class LibvirtTransport:
             )
         except libvirt.libvirtError as exc:
             error = libvirt_error(exc, domain=self.target, command=command)
-            if isinstance(error, AgentTimeout) and not expect_reply:
-                return None  # success-response false: silence is success
+            if not expect_reply and (isinstance(error, AgentTimeout) or error.data.get("gone")):
+                # success-response false: silence, or the agent going away (the guest powered
+                # off or rebooted; libvirt sometimes says "End of file"), is success
+                return None
             raise error from None
         if text is None:
             raise ProtocolError(f"{command}: libvirt returned no reply", domain=self.target)
@@ -144,17 +146,19 @@ class AutoTransport:
         self._trace = trace
         self.kind = first.kind
         self.target = first.target
+        self.fallback_reason: AgentUnavailable | None = None  # libvirt's error, for `doctor`
 
     def send(
         self, request: bytes, command: str, timeout: float, expect_reply: bool = True
     ) -> Reply | None:
         try:
             return self._current.send(request, command, timeout, expect_reply)
-        except AgentUnavailable:
+        except AgentUnavailable as exc:
             path = self._find_socket() if self._find_socket else None
             self._find_socket = None  # fall back once, never back and forth
             if path is None:
                 raise
+            self.fallback_reason = exc
         self._current = SocketTransport(path, trace=self._trace)
         self.kind, self.target = self._current.kind, self._current.target
         return self._current.send(request, command, timeout, expect_reply)
@@ -199,6 +203,16 @@ NOT_CONNECTED_HINT = (
     "minute: qgactl ping --wait 60 DOMAIN"
 )
 
+# Code 86 with "not available due to an error": libvirt gave up on the channel (a reply over
+# its 10 MiB QEMU_AGENT_MAX_RESPONSE leaves this behind, PROTOCOL.md). Measured: it never
+# clears by itself, nor when libvirtd restarts; qemu-ga restarting in the guest clears it.
+AGENT_IN_ERROR_HINT = (
+    "libvirt stays in this state (an agent reply over 10 MiB leaves it behind) until qemu-ga "
+    "restarts in the guest (kill -9: it hangs writing the rest of that reply) or the domain "
+    "restarts; restarting libvirtd doesn't clear it. A dedicated channel still works "
+    "(qgactl add-channel --name org.qemu.guest_agent.1 --path PATH DOMAIN)"
+)
+
 
 def libvirt_error(
     exc: Any, *, domain: str | None = None, command: str | None = None
@@ -226,9 +240,21 @@ def libvirt_error(
             **context,
         )
     if code == VIR_ERR_AGENT_UNRESPONSIVE:
-        # One code for "never connected" and "timed out": only the text tells them apart.
-        if "not connected" in message or "disappeared" in message:
+        # One code for "never connected", "went away", "in error" and "timed out": only the
+        # text tells them apart (qemu_agent.c).
+        if "not connected" in message:
             return AgentUnavailable(f"{where}{message}", hint=NOT_CONNECTED_HINT, **context)
+        if "disappeared" in message:
+            return AgentUnavailable(
+                f"{where}{message}", hint=NOT_CONNECTED_HINT, gone=True, **context
+            )
+        if "due to an error" in message:
+            return AgentUnavailable(
+                f"{where}libvirt's channel to the guest agent is in error ({message})",
+                hint=AGENT_IN_ERROR_HINT,
+                agent_state="error",
+                **context,
+            )
         return AgentTimeout(
             f"{where}{command or 'agent command'}: no answer within the timeout ({message})",
             hint="the agent may be busy or hung; libvirt re-syncs on the next call (~5 s)",
@@ -236,6 +262,14 @@ def libvirt_error(
         )
     if code == VIR_ERR_AGENT_UNSYNCED:
         return ProtocolError(f"{where}{message}", hint="try again; libvirt re-syncs", **context)
+    if code == VIR_ERR_INTERNAL_ERROR and "End of file from agent socket" in message:
+        # qemu_agent.c: the agent's socket hung up (QEMU exited) during the command.
+        return AgentUnavailable(
+            f"{where}the guest agent's channel closed ({message})",
+            hint="the domain stopped or the guest rebooted",
+            gone=True,
+            **context,
+        )
     if code == VIR_ERR_INTERNAL_ERROR:
         match = _AGENT_ERROR_TEXT.search(message)
         if match:
@@ -244,6 +278,15 @@ def libvirt_error(
             unknown = "has not been found" in desc or "has been disabled" in desc
             error_class = "CommandNotFound" if unknown else "GenericError"
             return AgentCommandError(match.group(1), error_class, desc).with_context(domain=domain)
+    if "No complete agent response found" in message:
+        # VIR_ERR_SYSTEM_ERROR, but libvirtd is fine: the reply passed QEMU_AGENT_MAX_RESPONSE,
+        # and from now on libvirt's channel is in error (the case above).
+        return ProtocolError(
+            f"{where}{command or 'the agent'}: the reply is over libvirt's 10 MiB limit "
+            f"({message})",
+            hint=AGENT_IN_ERROR_HINT,
+            **context,
+        )
     if code in (VIR_ERR_NO_CONNECT, VIR_ERR_SYSTEM_ERROR, VIR_ERR_RPC, VIR_ERR_AUTH_FAILED):
         return LibvirtFailure(
             f"libvirt: {message}",

@@ -9,6 +9,7 @@ What it does
     * ``channel_elements``: a channel's element as the document has it (what
       attachDeviceFlags / detachDeviceFlags take).
     * ``qemu_args``: the same devices as bare-QEMU command-line words.
+    * ``suspend_states``: what ``<pm>`` says of S3 and S4 (``qgactl suspend`` reads it).
 
 What it does not do
     Talk to libvirt (discover.py reads XMLDesc, cli.py defines or hot-plugs), validate against
@@ -112,6 +113,18 @@ def list_channels(xml: str) -> list[Channel]:
             )
         )
     return channels
+
+
+def suspend_states(xml: str) -> dict[str, bool | None]:
+    """``<pm><suspend-to-mem enabled='no'/>...``: {"suspend-to-mem": False, ...}; None where
+    the XML says nothing (the hypervisor's default: both on for QEMU's pc and q35)."""
+    pm = _parse(xml).find("pm")
+    states: dict[str, bool | None] = {}
+    for name in ("suspend-to-mem", "suspend-to-disk"):
+        element = None if pm is None else pm.find(name)
+        enabled = None if element is None else element.get("enabled")
+        states[name] = None if enabled is None else enabled == "yes"
+    return states
 
 
 def add_agent_channel(

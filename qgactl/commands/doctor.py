@@ -110,12 +110,7 @@ class Doctor:
         except QgactlError as exc:
             raise self.error("domain", exc) from None
         if not info.running:
-            raise self.failed(
-                "domain",
-                f"{info.name} is {info.state}",
-                f"start it: virsh start {info.name}",
-                ExitCode.UNAVAILABLE,
-            )
+            raise self.not_running(info)
         self.passed("domain", f"{info.name} is running (id {info.id})")
 
         channel, path = self.check_channel(info)
@@ -135,6 +130,23 @@ class Doctor:
             self.check_socket(channel.path, direct=path is not None)
         else:
             self.skipped("socket", f"{channel.name} is a {channel.type} channel, not a socket")
+
+    def not_running(self, info: DomainInfo) -> _Stop:
+        """A domain that is off: starting it helps only if its definition has an agent channel
+        (the XML of a domain that is not running is its persistent definition)."""
+        start = f"start it: virsh start {info.name}"
+        names = ", ".join(c.name for c in info.channels)
+        fix = start if names else f"no agent channel: qgactl add-channel {info.name}, then {start}"
+        self.failed("domain", f"{info.name} is {info.state}", fix, ExitCode.UNAVAILABLE)
+        if names:
+            self.passed("channel", f"{names} in the persistent XML")
+            return _Stop()
+        return self.failed(
+            "channel",
+            "no guest agent channel in the persistent XML",
+            f"qgactl add-channel {info.name}",
+            ExitCode.UNAVAILABLE,
+        )
 
     def check_channel(self, info: DomainInfo) -> tuple[Channel, str | None]:
         """The channel qgactl will use and its socket path (None: through libvirt)."""
@@ -237,7 +249,17 @@ class Doctor:
             elapsed = (time.perf_counter() - started) * 1000
         except QgactlError as exc:
             raise self.error("ping", exc) from None
-        self.passed("ping", f"answered in {elapsed:.1f} ms via {agent.transport.kind}")
+        answered = f"answered in {elapsed:.1f} ms via {agent.transport.kind}"
+        libvirt_error = getattr(agent.transport, "fallback_reason", None)
+        if libvirt_error is not None and libvirt_error.data.get("agent_state") == "error":
+            # auto fell back to the dedicated channel; libvirt's own users (virsh) still fail
+            raise self.failed(
+                "ping",
+                f"{libvirt_error.message}; the dedicated channel {answered}",
+                libvirt_error.hint,
+                libvirt_error.exit_code,
+            )
+        self.passed("ping", answered)
 
         try:
             info = agent.info()
@@ -369,7 +391,7 @@ def doctor(app: App, domain: str | None) -> int:
 
     \b
     libvirt    the connection opens (-c URI)
-    domain     it exists and runs
+    domain     it exists and runs (if not: whether starting it would help)
     channel    an agent channel is in its XML; how qgactl reaches it
     connected  libvirt sees the agent's end of the channel open
     socket     the socket exists, who listens and who holds it

@@ -78,10 +78,42 @@ def test_no_such_domain(qgactl, libvirt_ready):
 
 
 def test_domain_off(qgactl, domain_off):
+    """Off, with an agent channel in its definition: starting it is the fix."""
     code, checks, _ = doctor(qgactl, "doctor", domain_off)
     assert code == 4
-    check = failed_at(checks, "domain")
-    assert "shut off" in check["detail"] and f"virsh start {domain_off}" in check["fix"]
+    check = checks["domain"]
+    assert check["status"] == "fail" and "shut off" in check["detail"]
+    assert check["fix"] == f"start it: virsh start {domain_off}"
+    assert checks["channel"]["status"] == "pass"
+    assert "org.qemu.guest_agent.0 in the persistent XML" in checks["channel"]["detail"]
+    assert {checks[n]["status"] for n in CHECKS[3:] + AGENT_CHECKS} == {"skipped"}
+
+
+@pytest.fixture(scope="module")
+def domain_off_no_channel(libvirt_ready):
+    """Defined, never started, no agent channel (no boot: nothing to wait for)."""
+    from lab import lab
+
+    name = lab.test_domain_name("offnochan")
+    domain = lab.start_domain(name, agent_channel=False, start=False)
+    try:
+        yield domain
+    finally:
+        lab.destroy_and_undefine(name)
+
+
+def test_domain_off_without_a_channel(qgactl, domain_off_no_channel):
+    """Starting it would not help: the fix says to add the channel first."""
+    name = domain_off_no_channel
+    code, checks, _ = doctor(qgactl, "doctor", name)
+    assert code == 4
+    assert checks["domain"]["status"] == "fail"
+    assert checks["domain"]["fix"] == (
+        f"no agent channel: qgactl add-channel {name}, then start it: virsh start {name}"
+    )
+    channel = checks["channel"]
+    assert channel["status"] == "fail" and "persistent XML" in channel["detail"]
+    assert {checks[n]["status"] for n in CHECKS[3:] + AGENT_CHECKS} == {"skipped"}
 
 
 def test_no_channel(qgactl, domain_no_channel):
