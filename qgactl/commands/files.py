@@ -29,14 +29,9 @@ if TYPE_CHECKING:
 @pass_app
 def cat(app: App, words: tuple[str, ...]) -> None:
     """Print a guest file's bytes to stdout (on a terminal, control characters escaped)."""
-    expected = 1 if app.socket_path else 2
-    if len(words) != expected:
-        raise InvalidUsage(
-            "cat takes " + ("" if app.socket_path else "DOMAIN ") + "PATH",
-            hint="e.g. qgactl cat vm1 /etc/os-release",
-        )
-    agent = app.open_agent(None if app.socket_path else words[0])
-    transfer.download_to(agent, words[-1], app.terminal.guest_bytes("stdout"))
+    domain, (path,) = app.split_domain(words, "PATH")
+    agent = app.open_agent(domain)
+    transfer.download_to(agent, path, app.terminal.guest_bytes("stdout"))
 
 
 @click.command()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lab import lab
-from tests.fakeagent import FakeAgent, Peer, sentinel
+from tests.fakeagent import FakeAgent, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,20 +36,13 @@ def test_two_guests_are_frozen_together_while_cmd_runs(
     assert "thawed" in run.stderr and all(path in run.stderr for path in sockets)
 
 
-def refuses_to_freeze(peer: Peer) -> None:
-    """Thawed, but every freeze fails (as a guest with a broken filesystem would)."""
-    if not peer.sync():
-        return
-    while (request := peer.read_request()) is not None:
-        command = request["execute"]
-        if command == "guest-sync-delimited":
-            peer.send(sentinel(request["arguments"]["id"]))
-        elif command == "guest-fsfreeze-status":
-            peer.send(b'{"return": "thawed"}\n')
-        elif command == "guest-fsfreeze-freeze":
-            peer.send(b'{"error": {"class": "GenericError", "desc": "failed to freeze /: EIO"}}\n')
-        else:
-            peer.send(b'{"return": 0}\n')
+# Thawed, but every freeze fails (as a guest with a broken filesystem would).
+BROKEN_FREEZE = b'{"error": {"class": "GenericError", "desc": "failed to freeze /: EIO"}}\n'
+ANSWERS = {
+    "guest-fsfreeze-status": b'{"return": "thawed"}\n',
+    "guest-fsfreeze-freeze": BROKEN_FREEZE,
+}
+refuses_to_freeze = serving(lambda command: ANSWERS.get(command, b'{"return": 0}\n'))
 
 
 def test_one_failed_freeze_thaws_the_other_and_cmd_does_not_run(

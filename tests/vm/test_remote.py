@@ -112,3 +112,11 @@ def test_unreachable_remote_host_is_a_libvirt_error(qgactl, libvirt_ready):
     assert run.code == 9
     [line] = run.stderr.splitlines()
     assert "hint:" in line
+
+
+def test_fan_out_over_a_local_and_an_ssh_host(qgactl, ssh_uri, lab_domain):
+    run = qgactl("-o", "json", "-c", "qemu:///system", "-c", ssh_uri, "osinfo", lab_domain)
+    assert run.code == 0, run.stderr
+    rows = run.json()
+    assert [row["host"] for row in rows] == ["qemu:///system", ssh_uri]
+    assert all(row["ok"] and row["id"] == "qgactllab" for row in rows)
