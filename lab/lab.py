@@ -683,6 +683,8 @@ def prepare_domain_files(name: str, flavour: str = DEFAULT_FLAVOUR) -> Path:
     for p in (STATE_DIR, STATE_DIR / "domains"):
         os.chmod(p, 0o755)
     shutil.copyfile(paths.kernel, d / "vmlinux")
+    # The compressed kernel too: an S3 resume needs the BIOS path (see start_domain's bzimage).
+    shutil.copyfile(paths.build_dir / "vmlinuz", d / "vmlinuz")
     shutil.copyfile(initrd, d / "initrd.img")
     shutil.copyfile(paths.data_img, d / "data.img")
     (d / "chan").mkdir()
@@ -939,14 +941,18 @@ def start_domain(
     timeout: float = BOOT_TIMEOUT,
     uri: str = URI,
     flavour: str = DEFAULT_FLAVOUR,
+    bzimage: bool = False,
 ) -> LabDomain:
-    """Build the XML for a lab domain and define (+ start) it; returns a LabDomain."""
+    """Build the XML for a lab domain and define (+ start) it; returns a LabDomain.
+
+    ``bzimage``: boot the compressed kernel (about 7 s slower under TCG) instead of the PVH
+    vmlinux: a PVH-booted guest does not come back from an S3 suspend."""
     if wait_agent is None:
         wait_agent = agent_channel and not noagent
     dedicated_path = domain_dir(name) / "chan" / "qga.1.sock" if dedicated else None
     xml = domain_xml(
         name, agent_channel=agent_channel, dedicated_channel_path=dedicated_path,
-        noagent=noagent,
+        noagent=noagent, kernel=domain_dir(name) / "vmlinuz" if bzimage else None,
     )  # fmt: skip
     secs = define_and_start(
         name, xml, wait_agent=wait_agent, timeout=timeout, uri=uri, define_only=not start,

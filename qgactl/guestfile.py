@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Callable, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from qgactl.errors import QgactlError
 
@@ -29,8 +29,15 @@ CHUNKS = {
     "socket": (8 * 1024 * 1024, 2 * 1024 * 1024),
 }
 
-Progress = Callable[[int, "int | None"], None]
-"""Called with (bytes just moved, the total if known): (0, total) before the first chunk."""
+
+class Progress(Protocol):
+    """Told (bytes just moved, None) after each chunk, and (0, the total) before the first.
+    ``sized``: whether it wants the total of a guest file (a bar with an ETA), which costs
+    two more agent calls; without it the total is None."""
+
+    sized: bool
+
+    def __call__(self, count: int, total: int | None, /) -> None: ...
 
 
 class Sink(Protocol):
@@ -65,7 +72,7 @@ def read_into(agent: Agent, handle: int, sink: Sink, progress: Progress | None =
     size, _ = chunk_sizes(agent)
     total = 0
     if progress:
-        progress(0, agent.file_size(handle))
+        progress(0, agent.file_size(handle) if progress.sized else None)
     while True:
         chunk = agent.file_read(handle, size)
         if chunk.data:

@@ -7,9 +7,7 @@ safe points, then exits 128+N as a shell would.
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -45,21 +43,3 @@ class Interrupted(QgactlError):
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.exit_code = 128 + signum  # type: ignore[assignment]
-
-
-@contextlib.contextmanager
-def raising() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise Interrupted like SIGINT raises KeyboardInterrupt, so that
-    ``finally`` blocks clean up (a copy's temporary file) instead of the process just ending."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    previous = {signum: signal.signal(signum, interrupt) for signum in INTERRUPTING}
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise Interrupted(signal.SIGINT) from None
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

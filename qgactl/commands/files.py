@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import click
 
-from qgactl import completion, signals, transfer
+from qgactl import completion, transfer
 from qgactl.app import App, pass_app
 from qgactl.errors import InvalidUsage
+from qgactl.signals import DeferredSignals, Interrupted
 
 if TYPE_CHECKING:
     from qgactl.agent import Agent
+    from qgactl.guestfile import Progress
 
 
 @click.command()
@@ -31,7 +35,8 @@ def cat(app: App, words: tuple[str, ...]) -> None:
     """Print a guest file's bytes to stdout (on a terminal, control characters escaped)."""
     domain, (path,) = app.split_domain(words, "PATH")
     agent = app.open_agent(domain)
-    transfer.download_to(agent, path, app.terminal.guest_bytes("stdout"))
+    with _copying(app, None) as progress:
+        transfer.download_to(agent, path, app.terminal.guest_bytes("stdout"), progress)
 
 
 @click.command()
@@ -62,11 +67,38 @@ def cp(app: App, preserve: bool, recursive: bool, source: str, destination: str)
         )
     guest = src_domain if src_domain is not None else dst_domain
     agent = app.open_agent(guest or None)
-    with signals.raising():
-        if src_domain is not None:
-            _from_guest(app, agent, src_path, dst_path, preserve, recursive)
-        else:
-            _to_guest(app, agent, src_path, dst_path, preserve, recursive)
+    if src_domain is not None:
+        _from_guest(app, agent, src_path, dst_path, preserve, recursive)
+    else:
+        _to_guest(app, agent, src_path, dst_path, preserve, recursive)
+
+
+@contextlib.contextmanager
+def _copying(app: App, name: str | None) -> Iterator[Progress]:
+    """A copy's progress callback: the bar (on a terminal, when ``name`` is given), and the
+    one place a signal stops the copy, between two chunks. Signals wait until then, so no
+    agent call is cut short: a guest file's open or close is never lost half way, and the
+    cleanup of a failed copy runs whole."""
+    bar_or_none = app.terminal.progress(name) if name else contextlib.nullcontext()
+    with DeferredSignals() as signals, bar_or_none as bar:
+        yield _Progress(signals, bar)
+    if signals.received:  # it came during the last step
+        raise Interrupted(signals.received)
+
+
+class _Progress:
+    """guestfile.Progress: a deferred signal raised between chunks, and the bar if any."""
+
+    def __init__(self, signals: DeferredSignals, bar: Callable[[int, int | None], None] | None):
+        self._signals = signals
+        self._bar = bar
+        self.sized = bar is not None
+
+    def __call__(self, count: int, total: int | None, /) -> None:
+        if self._signals.received:
+            raise Interrupted(self._signals.received)
+        if self._bar is not None:
+            self._bar(count, total)
 
 
 def _side(app: App, word: str) -> tuple[str | None, str]:
@@ -86,11 +118,13 @@ def _from_guest(
     app: App, agent: Agent, guest_path: str, host_path: str, preserve: bool, recursive: bool
 ) -> None:
     if recursive:
-        transfer.download_tree(agent, guest_path, host_path, keep_mode=preserve)
+        with _copying(app, None):
+            transfer.download_tree(agent, guest_path, host_path, keep_mode=preserve)
     elif host_path == "-":
-        transfer.download_to(agent, guest_path, app.terminal.guest_bytes("stdout"))
+        with _copying(app, None) as progress:
+            transfer.download_to(agent, guest_path, app.terminal.guest_bytes("stdout"), progress)
     else:
-        with app.terminal.progress(posixpath.basename(guest_path)) as progress:
+        with _copying(app, posixpath.basename(guest_path)) as progress:
             transfer.download(agent, guest_path, host_path, keep_mode=preserve, progress=progress)
 
 
@@ -100,16 +134,21 @@ def _to_guest(
     if recursive:
         if not Path(host_path).is_dir():
             raise transfer.HostFileError(f"{host_path}: not a directory")
-        transfer.upload_tree(agent, host_path, guest_path, keep_mode=preserve)
+        with _copying(app, None):
+            transfer.upload_tree(agent, host_path, guest_path, keep_mode=preserve)
         return
     if host_path == "-":
-        transfer.upload(agent, sys.stdin.buffer, guest_path, name="stdin", keep_mode=preserve)
+        with _copying(app, None) as progress:
+            transfer.upload(
+                agent, sys.stdin.buffer, guest_path, name="stdin", keep_mode=preserve,
+                progress=progress,
+            )  # fmt: skip
         return
     try:
         source = open(host_path, "rb")  # noqa: SIM115 (closed below, after the upload)
     except OSError as exc:
         raise transfer.HostFileError(f"{host_path}: {exc.strerror}") from None
-    with source, app.terminal.progress(os.path.basename(host_path)) as progress:
+    with source, _copying(app, os.path.basename(host_path)) as progress:
         info = os.fstat(source.fileno())
         if not Path(host_path).is_file():
             raise transfer.HostFileError(

@@ -338,8 +338,9 @@ def test_restarting_qemu_ga_in_the_guest_clears_it(qgactl, broken_domain):
 
 @pytest.fixture(scope="module")
 def sleeper(libvirt_ready: str) -> Iterator[lab.LabDomain]:
-    """Suspended to RAM and woken by the test below."""
-    yield from throwaway("sleep", dedicated=True)
+    """Suspended to RAM and woken by the test below (booted through the BIOS: a PVH-booted
+    kernel does not resume from S3)."""
+    yield from throwaway("sleep", dedicated=True, bzimage=True)
 
 
 def test_suspend_ram_then_dompmwakeup(qgactl, conn, sleeper):

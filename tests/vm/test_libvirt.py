@@ -34,7 +34,7 @@ def test_domains_shows_state_agent_and_transport(qgactl, lab_domain, domain_off,
 def test_domains_table(qgactl, lab_domain):
     run = qgactl("-o", "table", "domains")
     assert run.code == 0, run.stderr
-    [row] = [line for line in run.stdout.splitlines() if str(lab_domain) in line]
+    [row] = [line for line in run.stdout.splitlines() if str(lab_domain) in line.split()]
     assert "running" in row and "connected" in row and "libvirt" in row
 
 
