@@ -53,6 +53,9 @@ demo: deps venv
 	$(QGACTL) -o table fsinfo $(DEMO_DOMAIN)
 	$(QGACTL) -o table doctor $(DEMO_DOMAIN)
 	$(QGACTL) -o table info $(DEMO_DOMAIN)
+	$(QGACTL) -o table guestinfo $(DEMO_DOMAIN) --os --users --timezone --net --vcpus
+	$(QGACTL) -o table time $(DEMO_DOMAIN)
+	$(QGACTL) -o table ping --all
 	$(QGACTL) exec $(DEMO_DOMAIN) -- uname -a
 	$(QGACTL) -o json exec $(DEMO_DOMAIN) -s -- 'echo "hello from $$(hostname)"; exit 3' || true
 	@echo "12 MB of exec output through libvirt (past its 10 MiB cliff), counted on the host:"
