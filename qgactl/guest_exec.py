@@ -149,13 +149,13 @@ def run(
     return runner.run(_Job(list(argv), stdout, stderr, stdin, env, timeout_run, cancelled))
 
 
-def run_captured(agent: Agent, argv: Sequence[str], *, posix: bool = True) -> tuple[int, str]:
+def run_captured(agent: Agent, argv: Sequence[str]) -> tuple[int, str]:
     """One of qgactl's own helper commands (mkdir, mv, stat) whose output is a few bytes:
     the agent's capture, no spool. Returns (status, stdout, or stderr if it failed)."""
     import io
 
     out, err = io.BytesIO(), io.BytesIO()
-    result = _Captured(agent, posix).run(_Job(list(argv), out, err))
+    result = _Captured(agent, posix=True).run(_Job(list(argv), out, err))
     text = (err if result.status else out).getvalue().decode(errors="replace").strip()
     return result.status, text
 

@@ -253,6 +253,12 @@ def _host_replacement(target: Path, mode: int | None) -> Iterator[IO[bytes]]:
         raise
 
 
+def new_file_mode(source_mode: int, keep_mode: bool) -> int:
+    """The mode a copy of a host file gets in the guest, as cp gives it: the source's, less
+    the umask unless ``keep_mode`` (-p)."""
+    return source_mode & (0o7777 if keep_mode else 0o777 & ~_umask())
+
+
 def _default_mode() -> int:
     """What a new file gets from cp: 0666 less the umask (mkstemp made it 0600)."""
     return 0o666 & ~_umask()

@@ -154,7 +154,7 @@ def _to_guest(
             raise transfer.HostFileError(
                 f"{host_path}: not a regular file", hint="-r copies a directory"
             )
-        mode = info.st_mode & (0o7777 if preserve else 0o777 & ~transfer._umask())
+        mode = transfer.new_file_mode(info.st_mode, preserve)
         transfer.upload(
             agent,
             source,

@@ -102,26 +102,30 @@ def report(
     chosen: Targets,
     outcomes: list[Outcome],
     fields: Callable[[Any], dict[str, Any]],
-    table: Callable[[Any], Any] | None,
+    table: Callable[[Any], Any],
 ) -> int:
     """Errors on stderr, the list as JSON or blocks, the summary; returns the exit status."""
-    from qgactl import render
-
     for outcome in outcomes:
         if outcome.error is not None:
             app.terminal.error(outcome.error)
     data = [entry(outcome, fields) for outcome in outcomes]
-    if table is not None:
-        parts = [
-            (
-                heading(outcome.target, chosen),
-                render.failure(outcome.error.message) if outcome.error else table(outcome.value),
-            )
-            for outcome in outcomes
-        ]
-        app.terminal.result(data, lambda: render.sections(parts))
-    else:
-        app.terminal.result(data, lambda: None)
+
+    def blocks() -> Any:  # only when a table is drawn: -o json never builds one (nor imports rich)
+        from qgactl import render
+
+        return render.sections(
+            [
+                (
+                    heading(outcome.target, chosen),
+                    render.failure(outcome.error.message)
+                    if outcome.error
+                    else table(outcome.value),
+                )
+                for outcome in outcomes
+            ]
+        )
+
+    app.terminal.result(data, blocks)
     return summary(app, outcomes)
 
 
