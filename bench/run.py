@@ -4,7 +4,7 @@
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
                                                   # completion, deb, exec, fleet-exec,
-                                                  # transfer, guestinfo
+                                                  # transfer, guestinfo, fleet-guestinfo
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -75,6 +75,32 @@ def compare(
         f"  {subject[0].split()[0]} takes {ratio:.2f}x the floor's time"
         + (f" ({1 / ratio:.2f}x faster)" if ratio < 1 else "")
     )
+
+
+def compare3(
+    title: str,
+    loop: tuple[str, Callable[[], float]],
+    floor: tuple[str, Callable[[], float]],
+    subject: tuple[str, Callable[[], float]],
+    runs: int = 10,
+) -> None:
+    """Three interleaved: the shell way, the bare floor and qgactl; speed-ups over the loop."""
+    times: list[list[float]] = [[], [], []]
+    for _, run in (loop, floor, subject):
+        run()  # warm the page cache
+    for _ in range(runs):
+        for slot, (_, run) in zip(times, (loop, floor, subject)):
+            slot.append(run())
+    medians = [statistics.median(slot) * 1000 for slot in times]
+    print(f"\n{title} ({runs} interleaved runs, medians)")
+    for (label, _), ms in zip((loop, floor, subject), medians):
+        versus = (
+            f"{medians[0] / ms:5.2f}x faster than the loop"
+            if ms <= medians[0]
+            else f"{ms / medians[0]:5.2f}x slower than the loop"
+        )
+        print(f"  {label:<52} {ms:8.1f} ms  {versus}")
+    print(f"  {subject[0].split()[0]} takes {medians[2] / medians[1]:.2f}x the floor's time")
 
 
 def bench_socket() -> None:
@@ -170,18 +196,32 @@ def bench_libvirt() -> None:
         )
 
 
+# The fleet floor: one connection, a thread per domain, nothing else (no CLI, no output).
+LIBVIRT_FLEET_PING = r"""
+import sys, threading, libvirt, libvirt_qemu
+libvirt.registerErrorHandler(lambda c, e: None, None)
+conn = libvirt.open("qemu:///system")
+def ping(name):
+    dom = conn.lookupByName(name)
+    assert "return" in libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', 5, 0)
+threads = [threading.Thread(target=ping, args=(name,)) for name in sys.argv[1:]]
+[t.start() for t in threads]; [t.join() for t in threads]
+"""
+
+
 def bench_fleet(count: int = 16) -> None:
     with lab_domains(count) as names:
         virsh_loop = "; ".join(
             f'virsh -c qemu:///system qemu-agent-command {n} \'{{"execute":"guest-ping"}}\''
             for n in names
         )
-        compare(
-            f"qgactl ping D1..D{count} (one process) vs a shell loop of virsh",
-            (f"sh -c 'virsh ... x{count}'", lambda: timed(["sh", "-c", virsh_loop])),
-            (f"qgactl ping D1..D{count}", lambda: timed([*QGACTL, "ping", *names])),
-            runs=10,
+        loop = (f"sh -c 'virsh ... x{count}'", lambda: timed(["sh", "-c", virsh_loop]))
+        floor = (
+            f"python3 -c <libvirt, {count} threads>",
+            lambda: timed([PYTHON, "-c", LIBVIRT_FLEET_PING, *names]),
         )
+        qgactl = (f"qgactl ping D1..D{count}", lambda: timed([*QGACTL, "ping", *names]))
+        compare3(f"qgactl ping D1..D{count} (one process)", loop, floor, qgactl, runs=10)
 
 
 DEB_QGACTL = "/usr/bin/qgactl"
@@ -236,6 +276,12 @@ def bench_guestinfo() -> None:
     guestinfo.bench_guestinfo()
 
 
+def bench_fleet_guestinfo() -> None:
+    from bench import guestinfo
+
+    guestinfo.bench_fleet_guestinfo()
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "socket": bench_socket,
     "libvirt": bench_libvirt,
@@ -246,6 +292,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "fleet-exec": bench_fleet_exec,
     "transfer": bench_transfer,
     "guestinfo": bench_guestinfo,
+    "fleet-guestinfo": bench_fleet_guestinfo,
 }
 
 

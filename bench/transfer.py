@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.run import PYTHON, QGACTL, compare, lab_domains, timed
+from bench.run import PYTHON, QGACTL, compare, compare3, lab_domains, timed
 
 LIBVIRT_EXEC = r"""
 import json, sys, time, libvirt, libvirt_qemu
@@ -214,23 +214,15 @@ def bench_fleet_exec(count: int = 8) -> None:
         glob = names[0].rsplit("-", 1)[0] + "-bench*"
         loop = ["sh", "-c", 'for d in "$@"; do sh -c "$S" sh "$d"; done', "sh", *names]
         env = dict(os.environ, S=VIRSH_EXEC)
-        qgactl = (
-            f"qgactl exec '{glob}' -- true",
-            lambda: timed([*QGACTL, "exec", glob, "--", "/bin/true"]),
-        )
-        compare(
-            f"qgactl exec GLOB -- true over {count} guests vs the virsh way, guest after guest",
+        compare3(
+            f"qgactl exec GLOB -- true over {count} guests (one process)",
             (f"virsh guest-exec + status loop x{count}", lambda: timed(loop, env)),
-            qgactl,
-            runs=10,
-        )
-        compare(
-            f"qgactl exec GLOB -- true over {count} guests vs a bare libvirt-python process, "
-            f"{count} threads",
             (
-                "python3 -c <libvirt guest-exec + poll, threads>",
+                f"python3 -c <libvirt guest-exec + poll, {count} threads>",
                 lambda: timed([PYTHON, "-c", FLEET_EXEC_FLOOR, *names]),
             ),
-            qgactl,
-            runs=10,
+            (
+                f"qgactl exec '{glob}' -- true",
+                lambda: timed([*QGACTL, "exec", glob, "--", "/bin/true"]),
+            ),
         )

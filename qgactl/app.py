@@ -143,15 +143,20 @@ class App:
             )
         return info
 
-    def split_domain(self, words: tuple[str, ...], usage: str) -> tuple[str | None, list[str]]:
+    def split_domain(
+        self, words: tuple[str, ...], usage: str, *, hint: str | None = None
+    ) -> tuple[str | None, list[str]]:
         """``[DOMAIN] REST...``: DOMAIN is the first word unless --socket names the agent; REST
-        must be as many words as ``usage`` names (e.g. "USER")."""
+        must be the words ``usage`` names (e.g. "USER"), where a trailing word in brackets
+        ("[ARGUMENTS]") may be left out."""
         rest = list(words)
         domain = None if self.socket_path or not rest else rest.pop(0)
-        if len(rest) != len(usage.split()):
+        names = usage.split()
+        needed = sum(not name.startswith("[") for name in names)
+        if not needed <= len(rest) <= len(names):
             raise InvalidUsage(
                 f"expected {'' if self.socket_path else 'DOMAIN '}{usage}",
-                hint="with --socket, commands take no DOMAIN",
+                hint=hint or "with --socket, commands take no DOMAIN",
             )
         self.check_target(domain)
         return domain, rest

@@ -16,9 +16,9 @@ shell (``spool`` mode) the output never passes through a status reply:
 3. guest-exec-status is polled with a backoff from 1 ms up to POLL_CAP; then the spool
    handles are read in chunks that fit the transport (guestfile.py) and closed.
 
-Guests without /bin/sh (Windows, detected through guest-get-osinfo) use the agent's capture
-(``capture`` mode): output is limited to 16 MiB a stream by qemu-ga (GUEST_EXEC_MAX_OUTPUT),
-and stdin to what fits in one request.
+Guests without /bin/sh (Windows: guest-get-osinfo, asked when a spool file can't be opened)
+use the agent's capture (``capture`` mode): output is limited to 16 MiB a stream by qemu-ga
+(GUEST_EXEC_MAX_OUTPUT), and stdin to what fits in one request.
 
 A command that runs past ``timeout_run``, or that the caller cancels (a signal), is killed in
 the guest: SIGTERM to its process group, SIGKILL after KILL_GRACE, then reaped. Nothing is
@@ -129,7 +129,6 @@ def run(
     shell: bool = False,
     timeout_run: float | None = None,
     cancelled: Callable[[], int | None] = lambda: None,
-    posix: bool | None = None,
 ) -> ExecResult:
     """Run ``argv`` in the guest; its output goes to ``stdout`` and ``stderr``, byte for byte.
 
@@ -137,16 +136,29 @@ def run(
     without it the command's stdin is empty. ``env`` adds NAME=VALUE pairs. ``shell`` runs
     ``argv`` joined by spaces through the guest's shell. ``cancelled`` is polled while the
     command runs; a signal number from it stops the command.
+
+    The guest is taken for POSIX until the spool says otherwise: guest-get-osinfo is asked
+    only when a spool file can't be opened (the first exec after a boot, or Windows), one
+    agent call fewer on every other exec.
     """
     if not argv:
         raise InvalidUsage("no command given", hint="qgactl exec DOMAIN -- CMD [ARGS...]")
-    if posix is None:
-        posix = is_posix(agent)
-    agent.require(*(SPOOL_COMMANDS if posix else CAPTURE_COMMANDS))
-    if shell:
-        argv = ["/bin/sh", "-c", " ".join(argv)] if posix else ["cmd.exe", "/c", " ".join(argv)]
-    runner = _Spooled(agent, posix) if posix else _Captured(agent, posix)
-    return runner.run(_Job(list(argv), stdout, stderr, stdin, env, timeout_run, cancelled))
+
+    def job(posix: bool) -> _Job:
+        command = list(argv)
+        if shell:
+            command = [*(("/bin/sh", "-c") if posix else ("cmd.exe", "/c")), " ".join(argv)]
+        return _Job(command, stdout, stderr, stdin, env, timeout_run, cancelled)
+
+    try:
+        return _Spooled(agent, posix=True).run(job(posix=True))
+    except _NotPosix:
+        agent.require(*CAPTURE_COMMANDS)
+        return _Captured(agent, posix=False).run(job(posix=False))
+
+
+class _NotPosix(Exception):
+    """Raised by _Spooled before it has made anything: a Windows guest, capture instead."""
 
 
 def run_captured(agent: Agent, argv: Sequence[str]) -> tuple[int, str]:
@@ -249,6 +261,12 @@ class _Spooled(_Runner):
     """POSIX guests: output through spool files, so no reply is ever larger than a chunk."""
 
     def run(self, job: _Job) -> ExecResult:
+        try:
+            self.agent.require(*SPOOL_COMMANDS)
+        except AgentCommandError:
+            if is_posix(self.agent):
+                raise
+            raise _NotPosix from None  # Windows with its file commands blocked
         base = f"{SPOOL_DIR}/{os.urandom(16).hex()}"  # not secrets: it imports hmac (6 ms)
         handles: list[int] = []
         started = False  # from then on the wrapper has removed the spool files' names
@@ -278,10 +296,13 @@ class _Spooled(_Runner):
                     )
 
     def _open_spool(self, path: str) -> int:
-        """Open the first spool file; make SPOOL_DIR (root-only) the first time."""
+        """Open the first spool file; make SPOOL_DIR (root-only) the first time. A guest
+        whose agent can't open it may be Windows (no /run): guest-get-osinfo tells."""
         try:
             return self.agent.file_open(path, "w+")
         except AgentCommandError as exc:
+            if not is_posix(self.agent):
+                raise _NotPosix from None
             if "No such file or directory" not in exc.desc:
                 raise
         status, output = run_captured(self.agent, ["mkdir", "-p", "-m", "700", SPOOL_DIR])

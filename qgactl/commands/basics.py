@@ -152,27 +152,17 @@ def raw(app: App, words: tuple[str, ...], pretty: bool) -> None:
     """
     from qgactl.transport import parse_user_request
 
-    domain, (request, arguments) = _split_raw_words(app, words)
+    domain, (request, *arguments) = app.split_domain(
+        words, "REQUEST [ARGUMENTS]", hint="""e.g. qgactl raw vm1 '{"execute":"guest-ping"}'"""
+    )
     if request == "-":  # from stdin: keeps secrets (guest-set-user-password) out of `ps`
         request = sys.stdin.read(MAX_REQUEST_BYTES + 1)
         if len(request) > MAX_REQUEST_BYTES:
             raise InvalidUsage(f"a request on stdin is limited to {MAX_REQUEST_BYTES} bytes")
-    payload, command = parse_user_request(request, arguments)
+    payload, command = parse_user_request(request, arguments[0] if arguments else None)
     agent = app.open_agent(domain)
     reply = agent.send(payload, command)
     if reply is not None and reply.is_error:
         reply.result(command)  # raises AgentCommandError: exit 6 with the guest's words
     if reply is not None:
         app.terminal.reply_text(reply.text, pretty=pretty)
-
-
-def _split_raw_words(app: App, words: tuple[str, ...]) -> tuple[str | None, tuple[str, str | None]]:
-    """[DOMAIN] REQUEST [ARGUMENTS]: DOMAIN is there unless --socket names the agent."""
-    rest = list(words)
-    domain = None if app.socket_path else rest.pop(0)
-    if not 1 <= len(rest) <= 2:
-        raise InvalidUsage(
-            "raw takes " + ("" if app.socket_path else "DOMAIN ") + "REQUEST [ARGUMENTS]",
-            hint="""e.g. qgactl raw vm1 '{"execute":"guest-ping"}'""",
-        )
-    return domain, (rest[0], rest[1] if len(rest) == 2 else None)

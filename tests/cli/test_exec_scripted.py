@@ -80,8 +80,12 @@ class ScriptedGuest:
             out = base64.b64encode(b"C:\\> dir\r\n").decode()
             err = base64.b64encode(b"warning\r\n").decode()
             return _ok({"exited": True, "exitcode": 2, "out-data": out, "err-data": err})
-        if command == "guest-file-open":  # spool files of a POSIX guest: empty
-            return _ok(len(self.requests))
+        if command == "guest-file-open":
+            if self.os_id == "mswindows":  # C:\\run does not exist (qemu-ga's win32 words)
+                path = arguments["path"]
+                desc = f"failed to open file '{path}': The system cannot find the path specified."
+                return _error("GenericError", desc)
+            return _ok(len(self.requests))  # spool files of a POSIX guest: empty
         if command == "guest-file-read":
             return _ok({"count": 0, "buf-b64": "", "eof": True})
         if command == "guest-file-close":
@@ -112,7 +116,27 @@ def test_windows_guest_uses_the_agents_capture_and_its_status(qgactl):
     (started,) = guest.sent("guest-exec")
     assert started["path"] == "cmd.exe" and started["arg"] == ["/c", "dir"]
     assert started["capture-output"] is True
-    assert "guest-file-open" not in guest.commands()  # no spool: there is no /bin/sh
+    # One try at a spool file (refused: no /run on Windows), then no file is used at all
+    (tried,) = guest.sent("guest-file-open")
+    assert tried["path"].startswith("/run/qgactl/")
+    assert not {"guest-file-write", "guest-file-read", "guest-file-close"} & set(guest.commands())
+
+
+def test_windows_with_its_file_commands_blocked_still_uses_capture(qgactl):
+    blocked = ("guest-file-open", "guest-file-read", "guest-file-write", "guest-file-close")
+    guest = ScriptedGuest(disabled=blocked)
+    with FakeAgent(guest) as agent:
+        run = qgactl("--socket", agent.path, "exec", "--", "cmd.exe", "/c", "dir")
+    assert run.code == 2 and run.stdout == "C:\\> dir\r\n", run.stderr
+    assert "guest-file-open" not in guest.commands()  # guest-info said blocked: not tried
+
+
+def test_a_posix_guest_with_the_spool_directory_asks_no_osinfo(qgactl):
+    guest = ScriptedGuest(os_id="debian")
+    with FakeAgent(guest) as agent:
+        qgactl("--socket", agent.path, "exec", "--", "true")
+    assert "guest-get-osinfo" not in guest.commands()
+    assert guest.commands().count("guest-file-open") == 2  # stdout and stderr spools
 
 
 def test_windows_shell_is_cmd_and_stdin_goes_as_input_data(qgactl):

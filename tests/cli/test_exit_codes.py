@@ -96,7 +96,13 @@ def test_bad_json_to_raw_with_a_domain_fails_before_libvirt(qgactl):
 
 def test_raw_with_too_many_words(qgactl, tmp_path):
     run = qgactl("--socket", str(tmp_path / "x.sock"), "raw", "guest-ping", "{}", "extra")
-    assert_one_line_error(run, 2)
+    assert "expected REQUEST [ARGUMENTS]" in assert_one_line_error(run, 2)
+
+
+def test_raw_with_a_domain_and_no_request_says_what_it_takes(qgactl):
+    line = assert_one_line_error(qgactl("raw", "vm1"), 2)
+    assert "expected DOMAIN REQUEST [ARGUMENTS]" in line
+    assert "qgactl raw vm1 '{" in line  # the example, not the --socket hint
 
 
 # Click's own usage errors (bad option values, unknown commands, missing arguments).

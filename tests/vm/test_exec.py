@@ -52,6 +52,14 @@ def test_status_and_streams_are_the_guest_commands(
 
 
 @BOTH
+def test_the_spool_directory_is_made_root_only_when_it_is_missing(target: Target) -> None:
+    assert target.sh("rm -rf /run/qgactl")[0] == 0  # as after a boot: /run is a tmpfs
+    assert target.run("exec", "--", "echo", "made") == (0, b"made\n", b"")
+    assert target.sh("stat -c '%a %U' /run/qgactl")[1] == b"700 root\n"
+    assert target.run("exec", "--", "echo", "again") == (0, b"again\n", b"")
+
+
+@BOTH
 def test_not_found_is_127_and_not_executable_is_126(target: Target) -> None:
     code, _, stderr = target.run("exec", "--", "/no/such/program")
     assert code == 127
