@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
-                                                  # completion, deb, exec, fleet-exec,
+                                                  # imports, completion, deb, exec, fleet-exec,
                                                   # transfer, guestinfo, fleet-guestinfo
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
@@ -224,6 +224,37 @@ def bench_fleet(count: int = 16) -> None:
         compare3(f"qgactl ping D1..D{count} (one process)", loop, floor, qgactl, runs=10)
 
 
+IMPORT_GROUPS = ("libvirt", "click", "typing", "qgactl")
+
+
+def bench_imports(runs: int = 10) -> None:
+    """Where qgactl's start-up goes, from -X importtime: what the bare libvirt-python floors
+    import too (libvirt) and what they don't (Click, typing, qgactl's own modules)."""
+    with lab_domains(1) as [name]:
+        totals: dict[str, list[float]] = {group: [] for group in (*IMPORT_GROUPS, "all")}
+        for _ in range(runs):
+            stderr = subprocess.run(
+                [PYTHON, "-X", "importtime", QGACTL[1], "ping", name],
+                check=True, capture_output=True, text=True,
+            ).stderr  # fmt: skip
+            sums = dict.fromkeys(totals, 0.0)
+            for line in stderr.splitlines()[1:]:  # after the header line
+                own, cumulative, module = line[len("import time:") :].split("|")
+                imported = module.strip()
+                if imported.split(".")[0] == "qgactl":
+                    sums["qgactl"] += int(own) / 1000  # its own code, not what it imports
+                elif imported in ("libvirt", "libvirt_qemu", "click", "typing"):
+                    sums[imported.replace("_qemu", "")] += int(cumulative) / 1000
+                if not module.startswith("  "):  # imported by __main__ itself: the whole tree
+                    sums["all"] += int(cumulative) / 1000
+            for group, value in sums.items():
+                totals[group].append(value)
+        print(f"\nqgactl ping D: import time by origin (-X importtime, median of {runs} runs)")
+        for group, values in totals.items():
+            print(f"  {group:<10} {statistics.median(values):7.1f} ms")
+        print("  (the floors import libvirt only; importtime itself inflates every figure)")
+
+
 DEB_QGACTL = "/usr/bin/qgactl"
 
 
@@ -286,6 +317,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "socket": bench_socket,
     "libvirt": bench_libvirt,
     "fleet": bench_fleet,
+    "imports": bench_imports,
     "completion": bench_completion,
     "deb": bench_deb,
     "exec": bench_exec,
