@@ -113,9 +113,13 @@ class CannotRun(QgactlError):
         self.exit_code = status  # type: ignore[assignment]
 
 
-def is_posix(agent: Agent) -> bool:
-    """Whether the guest has /bin/sh: every guest but Windows (guest-get-osinfo's id)."""
-    return agent.osinfo().id != "mswindows"
+def is_windows(agent: Agent) -> bool:
+    """Whether the guest is Windows (no /bin/sh), by guest-get-osinfo's id. An agent that
+    can't say (guest-get-osinfo blocked, or older than 2.10) is taken for POSIX."""
+    try:
+        return agent.osinfo().id == "mswindows"
+    except AgentCommandError:
+        return False
 
 
 def run(
@@ -264,9 +268,9 @@ class _Spooled(_Runner):
         try:
             self.agent.require(*SPOOL_COMMANDS)
         except AgentCommandError:
-            if is_posix(self.agent):
-                raise
-            raise _NotPosix from None  # Windows with its file commands blocked
+            if is_windows(self.agent):  # with its file commands blocked
+                raise _NotPosix from None
+            raise
         base = f"{SPOOL_DIR}/{os.urandom(16).hex()}"  # not secrets: it imports hmac (6 ms)
         handles: list[int] = []
         started = False  # from then on the wrapper has removed the spool files' names
@@ -301,7 +305,7 @@ class _Spooled(_Runner):
         try:
             return self.agent.file_open(path, "w+")
         except AgentCommandError as exc:
-            if not is_posix(self.agent):
+            if is_windows(self.agent):
                 raise _NotPosix from None
             if "No such file or directory" not in exc.desc:
                 raise

@@ -198,3 +198,12 @@ def test_blocked_guest_exec_is_named_with_how_to_allow_it(qgactl):
     assert run.code == 125
     assert "guest-exec" in run.stderr and "block-rpcs" in run.stderr
     assert "guest-file-open" not in guest.commands()  # refused before anything was made
+
+
+def test_a_blocked_osinfo_does_not_hide_the_real_error(qgactl):
+    guest = ScriptedGuest(os_id="debian", disabled=("guest-exec", "guest-get-osinfo"))
+    with FakeAgent(guest) as agent:
+        run = qgactl("--socket", agent.path, "exec", "--", "true")
+    assert run.code == 125
+    assert "guest-exec " in run.stderr and "guest-get-osinfo" not in run.stderr, run.stderr
+    assert "guest-file-open" not in guest.commands()
