@@ -17,7 +17,8 @@ INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class DeferredSignals:
-    """Record the first of SIGINT, SIGTERM and SIGHUP while the ``with`` block runs."""
+    """Record the first of SIGINT, SIGTERM and SIGHUP while the ``with`` block runs; one
+    that qgactl was started with ignored (nohup ignores SIGHUP) is left ignored."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -25,6 +26,8 @@ class DeferredSignals:
 
     def __enter__(self) -> DeferredSignals:
         for signum in INTERRUPTING:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # `nohup qgactl ...`, a background job: what is ignored stays ignored
             self._previous[signum] = signal.signal(signum, self._note)
         return self
 

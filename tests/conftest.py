@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +19,15 @@ from typing import Any
 import pytest
 
 from lab.host_agent import temporary_host_agent
+
+# Every qgactl the tests start gets the signals a terminal gives it. A background job
+# (`nohup make test &`, a CI runner) starts with SIGINT, and under nohup SIGHUP, ignored; a
+# child inherits an ignored signal and qgactl rightly leaves it ignored, so the tests that send
+# one would fail. Handlers, unlike SIG_IGN, are reset in a child by exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)  # pytest itself stays nohup'ed
 
 
 @dataclass

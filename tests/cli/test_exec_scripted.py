@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -207,3 +210,24 @@ def test_a_blocked_osinfo_does_not_hide_the_real_error(qgactl):
     assert run.code == 125
     assert "guest-exec " in run.stderr and "guest-get-osinfo" not in run.stderr, run.stderr
     assert "guest-file-open" not in guest.commands()
+
+
+def test_under_nohup_a_hangup_leaves_the_guest_command_running(tmp_path):
+    """nohup starts qgactl with SIGHUP ignored: closing the terminal must not kill CMD."""
+    guest = ScriptedGuest(os_id="debian", seconds=1.5)
+    with FakeAgent(guest) as agent:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qgactl", "--socket", agent.path, "exec", "--", "long"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        )
+        give_up = time.monotonic() + 10
+        while "guest-exec-status" not in guest.commands():
+            assert time.monotonic() < give_up, "the command never started"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGHUP)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2, stderr  # the command's own status, not 129
+    (started,) = guest.sent("guest-exec")  # and no kill helper was run
+    assert started["path"] == "/bin/sh" and "long" in started["arg"]
