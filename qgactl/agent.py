@@ -48,7 +48,8 @@ class Agent:
     def __init__(self, transport: Transport, timeout: float) -> None:
         self.transport = transport
         self.timeout = timeout
-        self.last_reply: Reply | None = None  # for -o raw: the reply as the agent sent it
+        self._last_reply: Reply | None = None
+        self._replies = 0
 
     def call(
         self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float | None = None
@@ -61,7 +62,7 @@ class Agent:
         """Send an encoded request and return the whole reply (``qgactl raw``); None for a
         command that does not answer on success and did not answer."""
         try:
-            self.last_reply = self.transport.send(
+            self._last_reply = self.transport.send(
                 request,
                 command,
                 self.timeout if timeout is None else timeout,
@@ -70,7 +71,14 @@ class Agent:
         except QgactlError as exc:
             exc.with_context(command=command, target=self.transport.target)
             raise
-        return self.last_reply
+        self._replies += 1
+        return self._last_reply
+
+    @property
+    def only_reply(self) -> Reply | None:
+        """For -o raw: the reply as the agent sent it, when exactly one call was made (what
+        two replies make, e.g. a set and the read back, has no single raw form)."""
+        return self._last_reply if self._replies == 1 else None
 
     def close(self) -> None:
         self.transport.close()

@@ -181,7 +181,9 @@ def _listed(value: str | Sequence[str] | None) -> list[str]:
 def _glob(path: str) -> list[str]:
     """A quoted --socket glob ('/var/run/qemu-server/*.qga') expanded here; a path without
     wildcards, or a glob that matches nothing, stays as given (and fails as not found)."""
-    if not any(char in path for char in "*?["):
+    from qgactl.targets import is_glob
+
+    if not is_glob(path):
         return [path]
     import glob
 

@@ -76,7 +76,7 @@ def resolve(app: App, words: Sequence[str], *, all_domains: bool = False) -> Tar
         if thread.is_alive():  # libvirt.open is still blocked: this host is down
             found[uri] = _failed(uri, words, all_domains, _host_timeout(app, uri))
     items = list(dict.fromkeys(target for uri in uris for target in found[uri]))  # once each
-    plural = len(words) > 1 or all_domains or len(uris) > 1 or any(map(_is_glob, words))
+    plural = len(words) > 1 or all_domains or len(uris) > 1 or any(map(is_glob, words))
     return Targets(items, plural, len(uris))
 
 
@@ -94,7 +94,7 @@ def _resolve_host(
         if all_domains:
             targets = [Target(name, uri, domain=name) for name in _with_agent(host)]
         for word in words:
-            if not _is_glob(word):
+            if not is_glob(word):
                 targets.append(Target(word, uri, domain=word))
                 continue
             names = [d.name() for d in host.conn.listAllDomains(0)]
@@ -133,5 +133,6 @@ def _host_timeout(app: App, uri: str | None) -> QgactlError:
     )
 
 
-def _is_glob(word: str) -> bool:
+def is_glob(word: str) -> bool:
+    """Whether a DOMAIN or --socket word is a shell glob."""
     return any(char in word for char in GLOB_CHARACTERS)

@@ -61,8 +61,9 @@ def fan_out(
 ) -> int:
     """Run ``call`` on every target; ``table(value)`` shows a value. Its JSON is its
     ``to_json()``; for a list of models give ``key``: the list for one target, {key: [...]}
-    in a fan-out list; anything else gives ``fields``. ``raw``: -o raw may print the agent's
-    last reply (the command made one call)."""
+    in a fan-out list; anything else gives ``fields``. -o raw prints the agent's reply when
+    ``call`` made one agent call (Agent.only_reply); ``raw=False`` for a call that also uses
+    another RPC (guestinfo's virDomainGetGuestInfo)."""
 
     def as_json(value: Any) -> Any:
         if key is not None:
@@ -81,7 +82,7 @@ def fan_out(
         agent = open_agent(app, target)
         value = call(agent)
         app.terminal.result(
-            as_json(value), lambda: table(value), raw=agent.last_reply if raw else None
+            as_json(value), lambda: table(value), raw=agent.only_reply if raw else None
         )
         return ExitCode.OK
 

@@ -143,7 +143,7 @@ def _status(app: App, target: Target) -> int:
     status = agent.fsfreeze_status()
     armed = watchdog.pending(_state_key(app, target))
     data = {"target": target.label, "status": status, "auto_thaw": _armed_json(armed)}
-    app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.last_reply)
+    app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.only_reply)
     return ExitCode.OK
 
 
@@ -204,7 +204,7 @@ def _thaw(app: App, target: Target) -> int:
         "thawed": count,
         "auto_thaw_cancelled": cancelled.pid if cancelled else None,
     }
-    app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.last_reply)
+    app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.only_reply)
     return ExitCode.OK
 
 

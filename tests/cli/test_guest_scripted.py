@@ -225,3 +225,13 @@ def test_guest_strings_in_tables_are_escaped(qgactl):
         assert result.code == 0, result.stderr
         assert not any(char in result.stdout for char in NASTY_CHARS), command
         assert NASTY["markup"] in result.stdout and "\\x1b" in result.stdout, command
+
+
+def test_raw_is_the_agents_reply_only_when_the_command_made_one_call(qgactl):
+    replies = {"guest-set-time": {}, "guest-get-time": 1796113366_000000000}
+    result, _ = run(qgactl, replies, "-o", "raw", "time")
+    assert result.code == 0 and json.loads(result.stdout) == {"return": 1796113366_000000000}
+    # a set, then the read back: two replies, so the JSON qgactl builds from them
+    result, seen = run(qgactl, replies, "-o", "raw", "time", "--sync")
+    assert result.code == 0 and len(seen) == 2, result.stderr
+    assert "drift_seconds" in json.loads(result.stdout)
