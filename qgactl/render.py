@@ -280,32 +280,77 @@ def isatty(stream: IO[str]) -> bool:
 
 # -- tables ---------------------------------------------------------------------------------
 # Every cell goes through cell(): rich.text.Text never interprets markup, and the text is
-# already escaped.
+# already escaped. A table never loses a value (a Windows volume name, an IPv6 address, a
+# serial): it is drawn only when every column fits whole in the width rich is given (the
+# terminal's, or $COLUMNS, else 80 in a pipe); otherwise each row becomes a block of
+# "COLUMN: value" lines, where a value longer than a line folds onto the next, never ends in "…".
+
+
+class Fitted:
+    """A table, or its rows as blocks of "label: value" lines when it is too wide to show."""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        title: str,
+        *,
+        header: bool,
+    ) -> None:
+        self.labels = labels
+        self.rows = rows  # cells already through cell()
+        self.title = title
+        self.header = header
+
+    def table(self) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(
+            title=self.title or None, title_justify="left", show_header=self.header, box=_box()
+        )
+        for index, label in enumerate(self.labels):
+            bold = not self.header and index == 0  # a fields table's names
+            table.add_column(label, style="bold" if bold else None, overflow="fold")
+        for row in self.rows:
+            table.add_row(*(Text(value) for value in row))
+        return table
+
+    def blocks(self) -> Any:
+        from rich.text import Text
+
+        text = Text(overflow="fold")
+        if self.title:
+            text.append(self.title + "\n\n")
+        # one record per row of a table; a fields table is one record already
+        records = [zip(self.labels, row) for row in self.rows] if self.header else [self.rows]
+        for number, record in enumerate(records):
+            if number:
+                text.append("\n")  # a blank line between records
+            for label, value in record:
+                indent = "\n" + " " * (len(label) + 2)  # a multi-line value stays in line
+                text.append(f"{label}:", style="bold")
+                text.append(f" {value.replace(chr(10), indent)}\n")
+        text.rstrip()
+        return text
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        table = self.table()
+        natural = table.__rich_measure__(console, options.update_width(1 << 20)).maximum
+        yield table if natural <= options.max_width else self.blocks()
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        return self.table().__rich_measure__(console, options)
 
 
 def rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> Any:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title or None, title_justify="left", box=_box())
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(Text(cell(value)) for value in row))
-    return table
+    cells = [[cell(value) for value in row] for row in rows]
+    return Fitted(columns, cells, title, header=True)
 
 
 def fields_table(pairs: Sequence[tuple[str, Any]], title: str = "") -> Any:
     """A two-column table of field names and values, for one object."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title or None, title_justify="left", show_header=False, box=_box())
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in pairs:
-        table.add_row(Text(name), Text(cell(value)))
-    return table
+    return Fitted(["", ""], [[name, cell(value)] for name, value in pairs], title, header=False)
 
 
 def sections(parts: Sequence[tuple[str, Any]]) -> Any:

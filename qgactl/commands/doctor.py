@@ -265,7 +265,7 @@ class Doctor:
             info = agent.info()
         except QgactlError as exc:
             raise self.error("version", exc) from None
-        self.passed("version", f"qemu-ga {info.version}, {len(info.commands)} commands")
+        self.passed("version", f"qemu-ga {info.version}, {len(info.commands or ())} commands")
 
         try:
             status = agent.fsfreeze_status()

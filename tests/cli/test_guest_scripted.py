@@ -204,7 +204,7 @@ def test_vcpus_enable_reports_and_reads_back(qgactl):
         (["net"], "guest-network-get-interfaces", [{"name": "eth0", "ip-addresses": [1]}]),
         (["vcpus"], "guest-get-vcpus", {"logical-id": 0}),
         (["load"], "guest-get-load", {"load1m": "high", "load5m": 0, "load15m": 0}),
-        (["cpustats"], "guest-get-cpustats", [{"type": "linux"}]),
+        (["cpustats"], "guest-get-cpustats", [{"type": "linux", "cpu": "0"}]),
     ],
 )
 def test_replies_that_do_not_fit_the_schema_are_protocol_errors(qgactl, args, command, reply):
