@@ -281,13 +281,15 @@ def isatty(stream: IO[str]) -> bool:
 # -- tables ---------------------------------------------------------------------------------
 # Every cell goes through cell(): rich.text.Text never interprets markup, and the text is
 # already escaped. A table never loses a value (a Windows volume name, an IPv6 address, a
-# serial): it is drawn only when every column fits whole in the width rich is given (the
-# terminal's, or $COLUMNS, else 80 in a pipe); otherwise each row becomes a block of
-# "COLUMN: value" lines, where a value longer than a line folds onto the next, never ends in "…".
+# serial): it is drawn only when every column can be as wide as its longest word in the width
+# rich is given (the terminal's, or $COLUMNS, else 80 in a pipe), so that a cell wraps only
+# between words; otherwise each row becomes a block of "COLUMN: value" lines, where a value
+# longer than a line folds onto the next. Rich left to itself would cut words with "…".
 
 
 class Fitted:
-    """A table, or its rows as blocks of "label: value" lines when it is too wide to show."""
+    """A table whose cells wrap only between words, or its rows as blocks of "label: value"
+    lines when the terminal is too narrow for that."""
 
     def __init__(
         self,
@@ -302,7 +304,7 @@ class Fitted:
         self.title = title
         self.header = header
 
-    def table(self) -> Any:
+    def table(self, widths: Sequence[int | None] = ()) -> Any:
         from rich.table import Table
         from rich.text import Text
 
@@ -311,10 +313,40 @@ class Fitted:
         )
         for index, label in enumerate(self.labels):
             bold = not self.header and index == 0  # a fields table's names
-            table.add_column(label, style="bold" if bold else None, overflow="fold")
+            width = widths[index] if widths else None
+            table.add_column(label, style="bold" if bold else None, overflow="fold", width=width)
         for row in self.rows:
             table.add_row(*(Text(value) for value in row))
         return table
+
+    def extents(self) -> tuple[list[int], list[int]]:
+        """Each column's longest line and longest word, its heading included."""
+        from rich.cells import cell_len
+
+        longest, words = [], []
+        for index, label in enumerate(self.labels):
+            lines = [
+                line
+                for text in (label, *(row[index] for row in self.rows))
+                for line in text.split("\n")
+            ]
+            longest.append(max(cell_len(line) for line in lines))
+            words.append(
+                max((cell_len(word) for line in lines for word in line.split()), default=0)
+            )
+        return longest, words
+
+    def widths(self, room: int) -> list[int] | None:
+        """Column widths that fit ``room`` (the width less rules and padding) with every
+        column at least as wide as its longest word, the rest shared out in proportion to
+        what each would still take; None when even the longest words don't fit."""
+        longest, words = self.extents()
+        spare = room - sum(words)
+        if spare < 0:
+            return None
+        wanted = [most - least for most, least in zip(longest, words)]
+        total = max(sum(wanted), spare, 1)
+        return [least + want * spare // total for least, want in zip(words, wanted)]
 
     def blocks(self) -> Any:
         from rich.text import Text
@@ -337,7 +369,12 @@ class Fitted:
     def __rich_console__(self, console: Any, options: Any) -> Any:
         table = self.table()
         natural = table.__rich_measure__(console, options.update_width(1 << 20)).maximum
-        yield table if natural <= options.max_width else self.blocks()
+        if natural <= options.max_width:
+            yield table
+            return
+        borders = natural - sum(self.extents()[0])  # padding and rules
+        widths = self.widths(options.max_width - borders)
+        yield self.blocks() if widths is None else self.table(widths)
 
     def __rich_measure__(self, console: Any, options: Any) -> Any:
         return self.table().__rich_measure__(console, options)

@@ -274,6 +274,7 @@ def test_cpustats_linux_and_an_unknown_type() -> None:
     assert second.iowait is None
     [other] = CpuStats.list_from_reply([{"type": "windows", "whatever": 1}])
     assert other.type == "windows" and other.cpu is None
+    assert other.to_json() == {"type": "windows", "whatever": 1}  # unmodelled, kept as sent
 
 
 def test_load_and_routes_of_qemu_ga_10() -> None:
@@ -503,3 +504,23 @@ def _render(table: object, width: int | None = None) -> str:
         console.width = width
     console.print(table)
     return out.getvalue()
+
+
+# -- the clock's drift in words --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-0.755, "behind the host by 755 ms"),
+        (0.0004, "in step with the host (within 1 ms)"),
+        (0.0251, "ahead of the host by 25 ms"),
+        (12.34, "ahead of the host by 12.3 s"),
+        (-245, "behind the host by 4 min 5 s"),
+        (3600 * 3 + 20 * 60 + 7, "ahead of the host by 3 h 20 min"),
+        (-86400 - 30, "behind the host by 1 day"),
+        (-103501855.304, "behind the host by 1197 days 22 h"),
+    ],
+)
+def test_drift_is_ahead_or_behind_in_a_readable_unit(seconds: float, text: str) -> None:
+    assert tables.drift_text(seconds) == text
