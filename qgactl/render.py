@@ -337,16 +337,17 @@ class Fitted:
         return longest, words
 
     def widths(self, room: int) -> list[int] | None:
-        """Column widths that fit ``room`` (the width less rules and padding) with every
-        column at least as wide as its longest word, the rest shared out in proportion to
-        what each would still take; None when even the longest words don't fit."""
+        """Column widths that fit ``room`` (the width less rules and padding): the widest
+        columns narrowed first, as rich does, but none below its longest word, so that short
+        values ("15.0 MiB") stay on one line; None when even the longest words don't fit."""
         longest, words = self.extents()
-        spare = room - sum(words)
-        if spare < 0:
+        if sum(words) > room:
             return None
-        wanted = [most - least for most, least in zip(longest, words)]
-        total = max(sum(wanted), spare, 1)
-        return [least + want * spare // total for least, want in zip(words, wanted)]
+        for level in range(max(longest), -1, -1):  # at 0 every column is its longest word
+            widths = [min(most, max(least, level)) for most, least in zip(longest, words)]
+            if sum(widths) <= room:
+                return widths
+        raise AssertionError("unreachable")
 
     def blocks(self) -> Any:
         from rich.text import Text

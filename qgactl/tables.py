@@ -155,11 +155,11 @@ def _disk_text(address: DiskAddress) -> str:
 
 def _bus_text(address: DiskAddress) -> str | None:
     pci = address.pci_controller
-    numbers = pci[:4] if pci else ()
+    numbers = (pci.domain, pci.bus, pci.slot, pci.function) if pci else ()
     # -1 everywhere means the agent couldn't tell; None, that it left them out
-    if pci and all(isinstance(n, int) and n >= 0 for n in numbers):
-        bus = f"{pci.domain:04x}:{pci.bus:02x}:{pci.slot:02x}.{pci.function}"
-        return f"{address.bus_type or '?'} {bus}"
+    if numbers and all(number is not None and number >= 0 for number in numbers):
+        domain, bus, slot, function = numbers
+        return f"{_known(address.bus_type)} {domain:04x}:{bus:02x}:{slot:02x}.{function}"
     return address.bus_type
 
 
@@ -321,7 +321,7 @@ def net_routes_table(interfaces: Sequence[NetworkInterface], routes: Sequence[Ro
 def _destination(route: Route) -> str | None:
     """10.0.2.0/255.255.255.0 for IPv4 (the agent gives a mask), fe80::/64 for IPv6."""
     suffix = route.mask if route.version == 4 else route.desprefixlen
-    return f"{route.destination or '?'}/{suffix}" if suffix else route.destination
+    return f"{_known(route.destination)}/{suffix}" if suffix else route.destination
 
 
 def vcpus_table(vcpus: Sequence[Vcpu]) -> Any:

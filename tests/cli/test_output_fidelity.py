@@ -298,6 +298,19 @@ def test_a_reply_lacking_members_is_shown_with_one_warning(
         assert "null" in result.stdout
 
 
+def test_each_target_of_several_warns_on_its_own_line(qgactl):
+    lacking = {"guest-get-timezone": {"zone": "UTC"}}
+    whole = {"guest-get-timezone": {"zone": "CET", "offset": 3600}}
+    with FakeAgent(agent_with(lacking)) as first, FakeAgent(agent_with(whole)) as second:
+        result = qgactl("--socket", first.path, "--socket", second.path, "-o", "json", "timezone")
+    assert result.code == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line == (
+        f"qgactl: warning: {first.path}: guest-get-timezone: reply lacks offset (shown empty)"
+    )
+    assert [entry["offset"] for entry in result.json()] == [None, 3600]
+
+
 def test_guestinfo_of_an_agent_without_a_command_list_asks_for_each_part(qgactl):
     replies = {
         "guest-info": {"version": "5.2.0-patched"},
