@@ -191,6 +191,12 @@ def second_host_domain(second_host: lab.SecondLibvirtd) -> Iterator[lab.LabDomai
 
 
 @pytest.fixture(scope="session")
+def lab_domain_discard(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    """A running lab domain whose data disk has <driver discard='unmap'/>."""
+    yield from _domain("discard", discard=True)
+
+
+@pytest.fixture(scope="session")
 def lab_domain10(libvirt_ready: str) -> Iterator[lab.LabDomain]:
     yield from _domain("lab10", dedicated=True, flavour="qga10")
 
