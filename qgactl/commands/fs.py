@@ -19,7 +19,7 @@ from qgactl import completion, freeze, tables, targets, watchdog
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
-from qgactl.errors import ExitCode, InvalidUsage
+from qgactl.errors import ExitCode, InvalidUsage, QgactlError
 from qgactl.freeze import AlreadyFrozen
 from qgactl.signals import DeferredSignals
 from qgactl.targets import Target
@@ -308,7 +308,7 @@ def _warn_without_discard(app: App, agent: Agent) -> None:
 
     try:
         disks = disks_without_discard(domain.XMLDesc(0))
-    except libvirt.libvirtError:
+    except (libvirt.libvirtError, QgactlError):
         return  # the trim worked; the XML was only for this warning
     if disks:
         name = agent.transport.target
