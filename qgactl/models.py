@@ -24,7 +24,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Callable, NamedTuple, TypeVar
 
-from qgactl.errors import ProtocolError, QgactlError
+from qgactl.errors import ProtocolError
 
 
 def _check(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
@@ -218,31 +218,6 @@ class OsInfo(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         return _json_of(self)
-
-
-class PingResult(NamedTuple):
-    """One target of ``qgactl ping``: answered or not, how fast, over which transport."""
-
-    target: str
-    transport: str | None
-    milliseconds: float | None
-    host: str | None = None  # the -c URI (None: libvirt's default, or a socket)
-    failure: QgactlError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "host": self.host,
-            "ok": self.ok,
-            "transport": self.transport,
-            "milliseconds": self.milliseconds,
-            "error": self.failure.message if self.failure else None,
-            "exit_code": int(self.failure.exit_code) if self.failure else 0,
-        }
 
 
 # -- filesystems and disks: guest-get-fsinfo, guest-get-disks, guest-fstrim ---------------------

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
         Memory,
         NetworkInterface,
         OsInfo,
-        PingResult,
         PowerResult,
         Route,
         Timezone,
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
         User,
         Vcpu,
     )
+    from qgactl.ping import PingResult
 
 
 def ping_table(results: Sequence[PingResult], *, hosts: bool = False) -> Any:
