@@ -33,6 +33,7 @@ SECTION_NOTES = {
 # fmt: off
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "ping":           (SETUP,       "basics:ping",                "Is the agent up? Pings each target concurrently, one row each."),
+    "wait":           (SETUP,       "waiting:wait",               "Wait until each target's agent answers (--for ip: and has an address); one row each."),
     "info":           (SETUP,       "basics:info",                "The agent's version and every command it knows (enabled, replies on success)."),
     "doctor":         (SETUP,       "doctor:doctor",              "Why doesn't the agent answer? Checks DOMAIN (or --socket PATH) step by step."),
     "domains":        (SETUP,       "domains:domains",            "Every domain with its state, agent channel (none/configured/connected) and transport."),
@@ -54,6 +55,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cpustats":       (INFORMATION, "guest:cpustats",             "Time each guest CPU spent per state, in milliseconds (guest-get-cpustats, 7.1+)."),
     "guestinfo":      (INFORMATION, "guestinfo:guestinfo",        "Everything the guest's agent reports, in one view."),
     "exec":           (FILES,       "execute:exec_",              "Run CMD in the guest; its stdout, stderr and exit status become qgactl's."),
+    "job":            (FILES,       "jobs:job",                   "Jobs started with `qgactl exec --detach`: they run on when qgactl exits."),
     "cp":             (FILES,       "files:cp",                   "Copy a file (or with -r a directory) between the host and a guest."),
     "cat":            (FILES,       "files:cat",                  "Print a guest file's bytes to stdout (on a terminal, control characters escaped)."),
     "fsfreeze":       (CONTROL,     "fs:fsfreeze",                "Freeze or thaw a guest's filesystems, or run a host command while they are frozen."),

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 @click.option(
     "-g", "--group", is_flag=True, help="Several targets: each one's output whole, under a heading."
 )
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Start CMD as a job that outlives qgactl and print its id (see qgactl job --help).",
+)
 @click.argument(
     "words",
     nargs=-1,
@@ -54,6 +59,7 @@ def exec_(
     shell: bool,
     all_domains: bool,
     group: bool,
+    detach: bool,
     words: tuple[str, ...],
 ) -> int:
     """Run CMD in the guest; its stdout, stderr and exit status become qgactl's.
@@ -80,6 +86,17 @@ def exec_(
     CMD, else the first non-zero status.
     """
     try:
+        if detach:  # a job: commands/jobs.py
+            from qgactl.commands import jobs
+
+            named, argv = _split_words(app, words, all_domains)
+            refused = {
+                "-i": send_stdin,
+                "--timeout-run": timeout_run is not None,
+                "--all": all_domains,
+                "-g": group,
+            }
+            return jobs.detach(app, named, argv, env, shell, refused)
         return _exec(app, send_stdin, env, timeout_run, shell, words, all_domains, group)
     except guest_exec.CannotRun:
         raise
