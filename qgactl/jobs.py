@@ -154,12 +154,11 @@ class Job(NamedTuple):
         return self.state != "running"
 
     def to_json(self) -> dict[str, Any]:
-        from qgactl.models import utc_text
-
+        started = None if self.started is None else time.gmtime(self.started)
         return {
             "id": self.id,
             "command": list(self.command),
-            "started": None if self.started is None else utc_text(self.started * 1_000_000_000),
+            "started": None if started is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", started),
             "state": self.state,
             "status": self.status,
         }

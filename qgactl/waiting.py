@@ -140,8 +140,8 @@ def until_ready(
     why = "no answer yet"
     while True:
         seen = events.generation if events else 0
+        blocked = _not_askable(describe()) if describe else None  # no channel: raised
         try:
-            blocked = _not_askable(describe()) if describe else None
             if blocked:
                 why = blocked
             else:
@@ -170,7 +170,7 @@ def until_ready(
                 hint="--timeout waits longer; qgactl doctor DOMAIN says what is missing",
                 domain=label,
             )
-        if events is not None and events.hosts and describe is not None and blocked:
+        if events is not None and events.hosts and blocked:
             events.wait(seen, min(EVENT_POLL_CAP, left))  # woken by the next event
         else:
             time.sleep(min(pause, left))

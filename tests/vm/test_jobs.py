@@ -53,7 +53,7 @@ def detach(target: Target, *command: str) -> str:
 
 def guest_file(target: Target, path: str) -> bytes | None:
     """A file's content read in the guest without qgactl (None: there is no such file)."""
-    code, out = target.sh(f"cat {path} 2>/dev/null || echo missing")
+    out = target.sh(f"cat {path} 2>/dev/null || echo missing")[1]
     return None if out == b"missing\n" else out
 
 
