@@ -29,6 +29,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     # that the exec tests find /run/qgactl empty.
     side.sh(f"for p in {JOBS}/*/pid; do kill -9 -- -$(cat $p) 2>/dev/null; done; rm -rf {JOBS}")
     assert "qgactl-job" not in side.processes()
+    assert "/run/qgactl" not in side.agent_fds()
 
 
 def job_popen(target: Target, sub: str, *rest: str) -> subprocess.Popen[bytes]:
@@ -64,11 +65,15 @@ def test_a_job_outlives_killed_qgactls_and_a_new_qgactl_reads_it(target: Target)
     assert guest_file(target, f"{JOBS}/{job_id}/status") is None
     pid = guest_file(target, f"{JOBS}/{job_id}/pid")
     assert pid is not None and target.sh(f"kill -0 {pid.decode().strip()}")[0] == 0
-    for waiting in (("wait",), ("logs", "-f")):
+    # kill -9 of a waiting qgactl; SIGTERM of a following one (it stops following cleanly:
+    # no guest file handle left open, checked by the fixture)
+    for waiting, signum in ((("wait",), signal.SIGKILL), (("logs", "-f"), signal.SIGTERM)):
         process = job_popen(target, *waiting, job_id)
         time.sleep(0.5)  # let it start waiting (set-up, not an assertion)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(signum)
         process.communicate(timeout=30)
+        expected = -signal.SIGKILL if signum == signal.SIGKILL else 128 + signal.SIGTERM
+        assert process.returncode == expected
     assert job(target, "wait", job_id) == (7, b"", b"")
     assert guest_file(target, f"{JOBS}/{job_id}/status") == b"7\n"
     # stdout to stdout, stderr to stderr
