@@ -206,7 +206,7 @@ def list_jobs(agent: Agent, job_id: str | None = None) -> list[Job]:
 def get(agent: Agent, job_id: str) -> Job:
     found = list_jobs(agent, check_id(job_id))
     if not found:
-        raise NotFound(f"no job {job_id} in the guest", hint="qgactl job list DOMAIN shows them")
+        raise _no_such_job(job_id)
     return found[0]
 
 
@@ -214,10 +214,9 @@ def read_output(
     agent: Agent, job_id: str, stdout: Sink, stderr: Sink, offsets: tuple[int, int] = (0, 0)
 ) -> tuple[int, int]:
     """Copy a job's output from ``offsets`` on into the sinks; returns the new offsets."""
-    base = f"{JOBS_DIR}/{check_id(job_id)}"
     return (
-        _copy(agent, f"{base}/stdout", offsets[0], stdout),
-        _copy(agent, f"{base}/stderr", offsets[1], stderr),
+        _copy(agent, job_id, "stdout", offsets[0], stdout),
+        _copy(agent, job_id, "stderr", offsets[1], stderr),
     )
 
 
@@ -295,8 +294,8 @@ def remove(agent: Agent, job_id: str | None) -> list[str]:
 
 
 def _script(agent: Agent, argv: list[str]) -> tuple[int, str]:
-    """One of the scripts above, through the agent's capture: its output is bounded."""
-    agent.require("guest-exec", "guest-exec-status")
+    """One of the scripts above, through the agent's capture: its output is bounded. (A
+    blocked guest-exec is the agent's own error, with its hint: no guest-info first.)"""
     return run_captured(agent, argv)
 
 
@@ -328,16 +327,14 @@ def _parse(line: str) -> Job | None:
     return Job(job_id, command, int(started) if started.isdigit() else None, state, code)
 
 
-def _copy(agent: Agent, path: str, offset: int, sink: Sink) -> int:
-    """Append what a guest file holds past ``offset`` to ``sink``; returns the new offset."""
+def _copy(agent: Agent, job_id: str, name: str, offset: int, sink: Sink) -> int:
+    """Append what the job's file ``name`` holds past ``offset`` to ``sink``; returns the new
+    offset."""
     try:
-        handle = agent.file_open(path, "r")
+        handle = agent.file_open(f"{_path(job_id)}/{name}", "r")
     except AgentCommandError as exc:
         if "No such file" in exc.desc:
-            raise NotFound(
-                f"no job {path.rsplit('/', 2)[-2]} in the guest",
-                hint="qgactl job list DOMAIN shows them",
-            ) from None
+            raise _no_such_job(job_id) from None
         raise
     try:
         if offset:

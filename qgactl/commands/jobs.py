@@ -102,7 +102,6 @@ def logs(app: App, words: tuple[str, ...], follow: bool) -> int:
     agent = _agent(app, domain, job_id)
     out, err = app.terminal.guest_bytes("stdout"), app.terminal.guest_bytes("stderr")
     if not follow:
-        jobs.get(agent, job_id)
         jobs.read_output(agent, job_id, out, err)
         return ExitCode.OK
     with DeferredSignals() as signals:

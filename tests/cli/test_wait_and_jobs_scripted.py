@@ -133,10 +133,6 @@ def capture_agent(stdout: bytes, status: int = 0) -> Callable[[Peer], None]:
         if command == "guest-exec-status":
             data = base64.b64encode(stdout).decode()
             return _ok({"exited": True, "exitcode": status, "out-data": data})
-        if command == "guest-info":
-            names = ["guest-exec", "guest-exec-status"]
-            commands = [{"name": name, "enabled": True} for name in names]
-            return _ok({"version": "7.2", "supported_commands": commands})
         return _ok({})
 
     return serving(answer)
