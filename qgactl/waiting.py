@@ -35,7 +35,6 @@ WANTS = ("agent", "ip", "ipv4", "ipv6")
 POLL_FIRST = 0.1
 POLL_CAP = 2.0  # a guest that boots for minutes costs one look every 2 s
 EVENT_POLL_CAP = 10.0  # with events, polling is only a safety net
-CALL_TIMEOUT = 5.0  # one ping; the whole wait has its own deadline
 
 
 class Ready(NamedTuple):
@@ -130,7 +129,7 @@ def until_ready(
 ) -> Ready:
     """Wait until the agent answers (``want`` "agent") or reports an address of that kind.
 
-    ``open_agent(timeout)`` opens the agent; ``describe`` (libvirt domains) reads the domain's
+    ``open_agent(seconds left)`` opens the agent; ``describe`` (libvirt domains) reads the domain's
     state and channels without the agent; ``events`` wakes the wait early; ``socket``: a
     missing socket may yet appear. ``deadline`` is a time.monotonic(). AgentTimeout at the
     deadline, with the last reason the agent did not answer.
@@ -141,28 +140,20 @@ def until_ready(
     while True:
         seen = events.generation if events else 0
         blocked = _not_askable(describe()) if describe else None  # no channel: raised
-        try:
-            if blocked:
-                why = blocked
-            else:
-                remaining = max(1.0, deadline - time.monotonic())
-                agent = open_agent(min(CALL_TIMEOUT, remaining))
-                try:
-                    agent.ping()
-                    if want == "agent":
-                        return Ready((), time.monotonic() - started)
-                    addresses = usable_addresses(agent.interfaces(), want)
-                    if addresses:
-                        return Ready(addresses, time.monotonic() - started)
-                    why = f"the agent reports no {_kind(want)} address yet"
-                finally:
-                    agent.close()
-        except (AgentUnavailable, AgentTimeout) as exc:
-            why = exc.message
-        except NotFound as exc:
-            if not socket:
-                raise
-            why = exc.message
+        if blocked:
+            why = blocked
+        else:
+            try:
+                addresses = _ask(open_agent(max(1.0, deadline - time.monotonic())), want)
+                if addresses is not None:
+                    return Ready(addresses, time.monotonic() - started)
+                why = f"the agent reports no {_kind(want)} address yet"
+            except (AgentUnavailable, AgentTimeout) as exc:
+                why = exc.message
+            except NotFound as exc:
+                if not socket:
+                    raise
+                why = exc.message
         left = deadline - time.monotonic()
         if left <= 0:
             raise AgentTimeout(
@@ -175,6 +166,17 @@ def until_ready(
         else:
             time.sleep(min(pause, left))
             pause = min(pause * 2, POLL_CAP)
+
+
+def _ask(agent: Agent, want: str) -> tuple[str, ...] | None:
+    """Ping; then the addresses ``want`` asks for (None: none yet)."""
+    try:
+        agent.ping()
+        if want == "agent":
+            return ()
+        return usable_addresses(agent.interfaces(), want) or None
+    finally:
+        agent.close()
 
 
 def _not_askable(info: DomainInfo) -> str | None:

@@ -93,7 +93,7 @@ def _until_ready(
         found = host.lookup(target.domain)  # not found: at once, not at the deadline
         describe = lambda: host.describe(found)  # noqa: E731
     return waiting.until_ready(
-        lambda timeout: fleet.open_agent(app, target, timeout),
+        lambda left: fleet.open_agent(app, target, min(app.timeout, left)),
         want,
         deadline,
         label=target.label,
