@@ -103,17 +103,18 @@ def start_event_loop() -> None:
 
 def usable_addresses(interfaces: tuple[NetworkInterface, ...], want: str) -> tuple[str, ...]:
     """The addresses ``want`` (ip, ipv4, ipv6) accepts: not loopback, not link-local."""
-    found = []
+    found: list[str] = []
     for interface in interfaces:
         for address in interface.addresses:
-            if want != "ip" and address.type != want:
+            text = address.address
+            if text is None or (want != "ip" and address.type != want):
                 continue
             try:
-                parsed = ipaddress.ip_address(address.address.split("%")[0])
+                parsed = ipaddress.ip_address(text.split("%")[0])
             except ValueError:
                 continue  # guest data: not an address
             if not (parsed.is_loopback or parsed.is_link_local or parsed.is_unspecified):
-                found.append(address.address)
+                found.append(text)
     return tuple(found)
 
 
