@@ -38,6 +38,7 @@ COMMANDS = {
     "reboot": "qgactl.commands.control:reboot",
     "remove-channel": "qgactl.commands.channel:remove_channel",
     "set-password": "qgactl.commands.accounts:set_password",
+    "shell": "qgactl.commands.shell:shell",
     "shutdown": "qgactl.commands.control:shutdown",
     "ssh-keys": "qgactl.commands.accounts:ssh_keys",
     "suspend": "qgactl.commands.control:suspend",
