@@ -9,6 +9,7 @@ What it does
     * ``channel_elements``: a channel's element as the document has it (what
       attachDeviceFlags / detachDeviceFlags take).
     * ``qemu_args``: the same devices as bare-QEMU command-line words.
+    * ``virtio_port_element``: a bare virtio port for hot-plugging (``qgactl shell``).
     * ``suspend_states``: what ``<pm>`` says of S3 and S4 (``qgactl suspend`` reads it).
     * ``disks_without_discard``: disks whose discards never reach the image (``fstrim``).
     * ``guest_os_id``: the guest's OS from libosinfo's metadata (``doctor``'s fixes).
@@ -255,6 +256,15 @@ def channel_elements(xml: str, *, name: str = DEFAULT_CHANNEL) -> list[str]:
     doc = _Doc(xml, patching=False)
     spans = [doc.span(ch) for ch in _find_channels(doc.root.find("devices"), name)]
     return [xml[span[0] : span[3]] for span in spans]
+
+
+def virtio_port_element(name: str) -> str:
+    """A virtio port as a unix channel whose socket libvirt places in its private channel
+    directory (``qgactl shell`` hot-plugs one per session)."""
+    _check_name(name)
+    return (
+        f"<channel type='unix'><source mode='bind'/><target type='virtio' name='{name}'/></channel>"
+    )
 
 
 def qemu_args(*, name: str = DEFAULT_CHANNEL, path: str = "/tmp/qga.sock") -> list[str]:

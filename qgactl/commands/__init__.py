@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "job":            (FILES,       "jobs:job",                   "Jobs started with `qgactl exec --detach`: they run on when qgactl exits."),
     "cp":             (FILES,       "files:cp",                   "Copy a file (or with -r a directory) between the host and a guest."),
     "cat":            (FILES,       "files:cat",                  "Print a guest file's bytes to stdout (on a terminal, control characters escaped)."),
+    "shell":          (FILES,       "shell:shell",                "An interactive terminal in the guest: the user's login shell, or CMD, on a real pty."),
     "fsfreeze":       (CONTROL,     "fs:fsfreeze",                "Freeze or thaw a guest's filesystems, or run a host command while they are frozen."),
     "fstrim":         (CONTROL,     "fs:fstrim",                  "Discard unused blocks of the guest's filesystems (guest-fstrim)."),
     "shutdown":       (CONTROL,     "control:shutdown",           "Shut the guest down from inside (guest-shutdown: the guest's own `shutdown`)."),

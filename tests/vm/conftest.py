@@ -21,6 +21,9 @@ Fixtures (all session-scoped):
                               (direct clients); .uri .console_log .dir .boot_seconds
     lab_domain10              the same with flavour "qga10": Debian 13's qemu-ga 10.0
     lab_domain_discard        LabDomain running whose data disk has <driver discard='unmap'/>
+    debian_domain             LabDomain, flavour "debian12": a real Debian 12 (systemd, Debian's
+                              qemu-guest-agent 7.2, bash, python3, script, vi); built once into
+                              lab.DEBIAN_CACHE by lab/build-debian.sh (~2 min), boots in 15-30 s
     domain_off                LabDomain defined and shut off (agent channel configured)
     domain_no_channel         LabDomain running, no agent channel (virtio-serial controller only)
     second_host               lab.SecondLibvirtd: a second libvirtd; .uri reaches it
@@ -200,6 +203,12 @@ def lab_domain_discard(libvirt_ready: str) -> Iterator[lab.LabDomain]:
 @pytest.fixture(scope="session")
 def lab_domain10(libvirt_ready: str) -> Iterator[lab.LabDomain]:
     yield from _domain("lab10", dedicated=True, flavour="qga10")
+
+
+@pytest.fixture(scope="session")
+def debian_domain(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    _require("debootstrap", "qemu-img", "mkfs.ext4")
+    yield from _domain("deb12", flavour=lab.DEBIAN)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,247 @@
+"""The host side of `qgactl shell`: a session over a virtio-serial port of its own.
+
+Transport (why): every domain with an agent channel already has the virtio-serial controller a
+second port needs, so a session hot-plugs a port of its own (``org.qgactl.shell.<random>``: a
+second shell gets its own) as a unix channel whose socket libvirt puts in its private channel
+directory, and reaches it through libvirt's virDomainOpenChannel stream: the same path over
+qemu+ssh as locally, no socket or TCP port anyone else can reach, and keystroke echo in about
+a millisecond (the agent-only way, polling files with guest-file-*, costs a poll interval). The
+guest side is shell_relay.py, started through guest-exec with python3: it opens a pty, starts
+the login shell on it, and relays between the pty and the port, with a small framing so a
+window size and the exit status travel in-band (shell_relay.py documents it).
+
+How a session ends, and what cleans up
+    - the shell exits: the relay sends its status (``x``), kills what is left of the session;
+      qgactl closes the stream and unplugs the port.
+    - qgactl goes (Ctrl-], a signal, an error): it closes the stream; the guest's port polls
+      POLLHUP and the relay hangs the session up. qgactl unplugs the port.
+    - qgactl is killed (SIGKILL): libvirtd closes the stream, the relay sees POLLHUP as above,
+      and a guard process (``python -m qgactl.shell``, its own session, started before the
+      port is plugged) sees its stdin pipe close and unplugs the port.
+    - the guest side goes (the domain stops, the agent restarts and takes the relay with it):
+      the stream ends, or guest-exec-status (asked every second) says the relay is gone:
+      ``lost``, exit 255 as ssh does.
+
+Not here: the terminal (raw mode, signals, Ctrl-]): qgactl/commands/shell.py.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from qgactl import xmlgen
+from qgactl.errors import AgentCommandError, QgactlError
+from qgactl.shell_relay import HEADER, MAX_PAYLOAD, STATUS, WINSIZE, split_frames
+
+PORT_PREFIX = "org.qgactl.shell."
+VIR_DOMAIN_AFFECT_LIVE = 1
+LIVENESS_PERIOD = 1.0  # how often guest-exec-status is asked whether the relay still runs
+EXIT_GRACE = 1.0  # the relay exited: its exit frame may still be on the way
+RELAY_SOURCE = Path(__file__).with_name("shell_relay.py")
+
+
+class SessionLost(QgactlError):
+    """The guest side of the session went away: exit 255, as ssh does."""
+
+    exit_code = 255  # type: ignore[assignment]
+
+
+class SessionRefused(QgactlError):
+    """The guest could not start the session (no python3, no such user or directory)."""
+
+    exit_code = 125  # type: ignore[assignment]
+
+
+@dataclass
+class Request:
+    user: str
+    cwd: str | None
+    argv: list[str]  # empty: the user's login shell
+    env: dict[str, str]  # TERM, LANG, LC_* from the host
+    rows: int
+    cols: int
+
+
+@dataclass
+class Outcome:
+    status: int | None = None  # the shell's exit status
+    error: QgactlError | None = None  # the session could not start, or was lost
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Session:
+    """One shell session on a running domain; ``start``, then ``send``/``resize`` until
+    ``outcome.done``, and always ``close`` (idempotent, also after a failed start)."""
+
+    def __init__(self, domain: Any, agent: Any, uri: str) -> None:
+        self._domain = domain  # libvirt.virDomain
+        self._agent = agent  # qgactl.agent.Agent (for guest-exec)
+        self._uri = uri
+        self.port = PORT_PREFIX + secrets.token_hex(6)
+        self.outcome = Outcome()
+        self._stream: Any = None
+        self._guard: subprocess.Popen[bytes] | None = None
+        self._plugged = False
+        self._pid: int | None = None
+        self._send_lock = threading.Lock()
+
+    def start(self, request: Request, on_output: Callable[[bytes], None]) -> None:
+        import libvirt
+
+        from qgactl.transport import libvirt_error
+
+        self._guard = subprocess.Popen(
+            [sys.executable, "-m", "qgactl.shell", self._uri, self._domain.UUIDString(), self.port],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C or hangup of qgactl's terminal must not reach it
+        )
+        name = self._domain.name()
+        try:
+            self._domain.attachDeviceFlags(
+                xmlgen.virtio_port_element(self.port), VIR_DOMAIN_AFFECT_LIVE
+            )
+            self._plugged = True
+            self._stream = self._domain.connect().newStream(0)
+            self._domain.openChannel(self.port, self._stream, 0)
+        except libvirt.libvirtError as exc:
+            raise libvirt_error(exc, domain=name) from None
+        config = {"port": self.port, "user": request.user, "cwd": request.cwd,
+                  "argv": request.argv, "env": request.env, "rows": request.rows,
+                  "cols": request.cols}  # fmt: skip
+        try:
+            self._pid = self._agent.exec_start(
+                "python3", ["-c", RELAY_SOURCE.read_text(), json.dumps(config)]
+            )
+        except AgentCommandError as exc:
+            if "No such file" in exc.desc:
+                raise SessionRefused(
+                    "the guest has no python3: qgactl shell runs its pty relay with it",
+                    hint="install python3 in the guest, or run commands with qgactl exec",
+                    domain=name,
+                ) from None
+            raise
+        threading.Thread(target=self._read, args=(on_output,), daemon=True).start()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def send(self, data: bytes) -> None:
+        for start in range(0, len(data), MAX_PAYLOAD):
+            chunk = data[start : start + MAX_PAYLOAD]
+            self._send_frame(HEADER.pack(b"d", len(chunk)) + chunk)
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._send_frame(HEADER.pack(b"w", WINSIZE.size) + WINSIZE.pack(rows, cols))
+
+    def close(self) -> None:
+        """Close the stream (the guest relay hangs up), unplug the port, stop the guard."""
+        import libvirt
+
+        self._end(SessionLost("session closed"))  # no-op when it has ended already
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                stream.abort()
+            except libvirt.libvirtError:  # already closed by the other side
+                pass
+        if self._plugged:
+            unplug(self._domain, self.port)
+            self._plugged = False
+        if self._guard is not None:
+            self._guard.terminate()
+            self._guard.wait()
+            self._guard = None
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def _send_frame(self, frame: bytes) -> None:
+        import libvirt
+
+        with self._send_lock:
+            stream = self._stream
+            if stream is None or self.outcome.done.is_set():
+                return
+            try:
+                while frame:
+                    frame = frame[stream.send(frame) :]
+            except libvirt.libvirtError:
+                self._end(SessionLost(f"the session's port on {self._domain.name()} closed"))
+
+    def _read(self, on_output: Callable[[bytes], None]) -> None:
+        """Frames from the guest until its exit frame or the stream's end."""
+        import libvirt
+
+        buffered = b""
+        try:
+            while not self.outcome.done.is_set():
+                data = self._stream.recv(64 * 1024)
+                if not isinstance(data, bytes) or not data:
+                    break
+                frames, buffered = split_frames(buffered + data)
+                for kind, payload in frames:
+                    if kind == b"d":
+                        on_output(payload)
+                    elif kind == b"x" and len(payload) == STATUS.size:
+                        self._end(status=STATUS.unpack(payload)[0])
+                    elif kind == b"e":
+                        text = payload.decode("utf-8", "replace")
+                        self._end(SessionRefused(text, domain=self._domain.name()))
+        except (libvirt.libvirtError, AttributeError):  # AttributeError: closed under us
+            pass
+        self._end(SessionLost(f"the session's port on {self._domain.name()} closed"))
+
+    def _watch(self) -> None:
+        """The relay's liveness, through the agent: the relay killed (with the agent, say)
+        closes nothing the host could see on the port."""
+        assert self._pid is not None
+        while not self.outcome.done.wait(LIVENESS_PERIOD):
+            try:
+                exited = self._agent.exec_status(self._pid).exited
+            except AgentCommandError:
+                exited = True  # the agent no longer knows the process: it restarted
+            except QgactlError:
+                continue  # a slow or busy agent is not a lost session; the stream says more
+            if exited and not self.outcome.done.wait(EXIT_GRACE):
+                self._end(SessionLost(f"the shell's guest side on {self._domain.name()} ended"))
+
+    def _end(self, error: QgactlError | None = None, status: int | None = None) -> None:
+        with self._send_lock:
+            if self.outcome.done.is_set():
+                return
+            self.outcome.status, self.outcome.error = status, error
+            self.outcome.done.set()
+
+
+def unplug(domain: Any, port: str) -> None:
+    """Remove the session's port from the running domain, if it is still there."""
+    import libvirt
+
+    try:
+        for element in xmlgen.channel_elements(domain.XMLDesc(0), name=port):
+            domain.detachDeviceFlags(element, VIR_DOMAIN_AFFECT_LIVE)
+    except libvirt.libvirtError:
+        pass  # the domain stopped: the port went with it
+
+
+def guard(uri: str, uuid: str, port: str) -> None:
+    """Wait for the qgactl that started us to go (our stdin, its pipe, closes however it
+    went), then unplug its port if it is still there."""
+    sys.stdin.buffer.read()
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    try:
+        unplug(libvirt.open(uri).lookupByUUIDString(uuid), port)
+    except libvirt.libvirtError:
+        pass
+
+
+if __name__ == "__main__":
+    guard(*sys.argv[1:4])
