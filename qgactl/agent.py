@@ -94,11 +94,22 @@ class Agent:
         (guest-info), so that a job that needs several never stops half way."""
         known = {command.name: command.enabled for command in self.info().commands}
         for command in commands:
-            if not known.get(command, False):
-                desc = f"Command {command} has " + (
-                    "been disabled" if command in known else "not been found"
-                )
-                raise AgentCommandError(command, "CommandNotFound", desc)
+            if known.get(command, False):
+                continue
+            desc = f"Command {command} has " + (
+                "been disabled" if command in known else "not been found"
+            )
+            if command in known and self._frozen():
+                desc += ": the agent is in frozen state"  # qemu-ga's words when it refuses
+            raise AgentCommandError(command, "CommandNotFound", desc)
+
+    def _frozen(self) -> bool:
+        """Whether the guest's filesystems are frozen: qemu-ga then disables every command
+        that could write, and guest-info lists them as disabled like a blocked one."""
+        try:
+            return self.fsfreeze_status() == "frozen"
+        except QgactlError:
+            return False
 
     def osinfo(self) -> OsInfo:
         return OsInfo.from_reply(self.call("guest-get-osinfo"))
