@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
-                                                  # imports, completion, deb, exec, fleet-exec,
+                                                  # imports, completion, deb, exec,
+                                                  # exec-stream, fleet-exec,
                                                   # transfer, guestinfo, fleet-guestinfo
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
@@ -289,6 +290,12 @@ def bench_exec() -> None:
     transfer.bench_exec()
 
 
+def bench_exec_stream() -> None:
+    from bench import transfer
+
+    transfer.bench_exec_stream()
+
+
 def bench_fleet_exec() -> None:
     from bench import transfer
 
@@ -321,6 +328,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "completion": bench_completion,
     "deb": bench_deb,
     "exec": bench_exec,
+    "exec-stream": bench_exec_stream,
     "fleet-exec": bench_fleet_exec,
     "transfer": bench_transfer,
     "guestinfo": bench_guestinfo,

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 SPOOL_DIR = "/run/qgactl"  # made 0700 on first use; only root can create names in /run
 POLL_FIRST = 0.001
 POLL_CAP = 0.1  # ten status calls a second at most for a long-running command
-LIVE_AFTER = 0.2  # a command running longer is streamed; a shorter one costs no file call
+LIVE_AFTER = 0.5  # a command running longer is streamed; a shorter one costs no file call
 LIVE_CAP = 0.25  # a quiet streamed command: a status and two reads four times a second
 SMALL_OUTPUT = 1024 * 1024  # handed back in the status reply: 1.4 MB of base64, under 4 MiB
 KILL_GRACE = 2.0  # between SIGTERM and SIGKILL

@@ -238,3 +238,21 @@ def test_under_nohup_a_hangup_leaves_the_guest_command_running(tmp_path):
     assert process.returncode == 2, stderr  # the command's own status, not 129
     (started,) = guest.sent("guest-exec")  # and no kill helper was run
     assert started["path"] == "setsid" and "long" in started["arg"]
+
+
+def test_a_quiet_long_command_is_streamed_with_few_agent_calls(qgactl):
+    """Past LIVE_AFTER the spool files are opened by name and read on every status poll; with
+    nothing to read the polls back off to LIVE_CAP, and the handles are closed at the end."""
+    guest = ScriptedGuest(os_id="debian", seconds=2.5)
+    with FakeAgent(guest) as agent:
+        run = qgactl("--socket", agent.path, "exec", "--", "quiet")
+    assert run.code == 2, run.stderr
+    opened = [arguments["path"] for arguments in guest.sent("guest-file-open")]
+    assert sorted(path.rsplit(".", 1)[1] for path in opened) == ["err", "out"]
+    assert all(arguments["mode"] == "r" for arguments in guest.sent("guest-file-open"))
+    assert len(guest.sent("guest-file-close")) == 2
+    reads = [t for t, r in guest.requests if r["execute"] == "guest-file-read"]
+    assert reads and reads[0] - guest.requests[0][0] >= 0.4  # not before LIVE_AFTER
+    gaps = [later - earlier for earlier, later in zip(reads[::2], reads[2::2])]
+    assert max(gaps) >= 0.2  # backed off while quiet
+    assert len(guest.requests) <= 45  # 2.5 s: about 12 polls, then 3 calls a quarter second
