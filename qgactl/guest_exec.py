@@ -348,8 +348,8 @@ class _Wrapped(_Runner):
     def _start_wrapper(self, job: _Job, base: str, stdin_path: str) -> int:
         """guest-exec of setsid (else /bin/sh, else: not POSIX) with WRAPPER."""
         args = [
-            "-c", WRAPPER, "qgactl", base, str(SMALL_OUTPUT), stdin_path, job.cwd or "", job.user or "",
-            str(len(job.env)), *job.env, *job.argv,
+            "-c", WRAPPER, "qgactl", base, str(SMALL_OUTPUT), stdin_path,
+            job.cwd or "", job.user or "", str(len(job.env)), *job.env, *job.argv,
         ]  # fmt: skip
         for path, argv in (("setsid", ["/bin/sh", *args]), ("/bin/sh", args)):
             try:

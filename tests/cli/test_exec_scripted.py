@@ -67,7 +67,7 @@ class ScriptedGuest:
         if command == "guest-exec":
             if self.os_id == "mswindows" and arguments["path"] in ("setsid", "/bin/sh"):
                 path = arguments["path"]  # glib's spawn error, as a real Windows agent says it
-                desc = f"Failed to execute child process \u201c{path}\u201d (No such file or directory)"
+                desc = f"Failed to execute child process \u201c{path}\u201d (No such file or directory)"  # noqa: E501
                 return _error("GenericError", desc)
             pid = 4000 + len(self.requests)
             self.started[pid] = time.monotonic()
