@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 SPOOL_DIR = "/run/qgactl"  # made 0700 on first use; only root can create names in /run
 POLL_FIRST = 0.001
 POLL_CAP = 0.1  # ten status calls a second at most for a long-running command
+POLL_GROWTH = 1.5  # gentle: a short command is seen to end soon after it does
 LIVE_AFTER = 0.5  # a command running longer is streamed; a shorter one costs no file call
 LIVE_CAP = 0.25  # a quiet streamed command: a status and two reads four times a second
 SMALL_OUTPUT = 1024 * 1024  # handed back in the status reply: 1.4 MB of base64, under 4 MiB
@@ -105,7 +106,8 @@ if [ -s "$b.out" ] || [ -s "$b.err" ]; then
   if [ "$5" -gt "$small" ]; then
     rm -f -- "$b.in"; printf '%s spooled\n' "$b" >&2; exit "$status"
   fi
-  cat -- "$b.out"; cat -- "$b.err" >&2
+  # head, not cat: a child the command left behind may still be writing
+  head -c "$small" -- "$b.out"; head -c "$small" -- "$b.err" >&2
 fi
 rm -f -- "$b.out" "$b.err" "$b.in"
 exit "$status"
@@ -270,7 +272,7 @@ class _Runner:
             time.sleep(
                 pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             )
-            pause = min(pause * 2, cap)
+            pause = min(pause * POLL_GROWTH, cap)
 
     def _status(self, pid: int) -> ExecStatus:
         """guest-exec-status, retried once after a timeout: it is idempotent until it reports
