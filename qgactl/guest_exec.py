@@ -77,10 +77,11 @@ CAPTURE_COMMANDS = ("guest-exec", "guest-exec-status")
 # else su (busybox, shadow); a uid is looked up in /etc/passwd (busybox id takes names only).
 WRAPPER = r"""b=$1 small=$2 in=$3 cwd=$4 user=$5 n=$6
 shift 6
-fail() { rm -f -- "$b.in"; printf '%s %s %s\n' "$b" "$1" "$2" >&2; exit "$1"; }
+exec 3>&2 2>/dev/null  # fd 3: the wrapper's own words; sh's are nobody's
+fail() { rm -f -- "$b.in"; printf '%s %s %s\n' "$b" "$1" "$2" >&3; exit "$1"; }
 while [ "$n" -gt 0 ]; do export "$1"; shift; n=$((n - 1)); done
 if [ -n "$cwd" ]; then
-  cd -- "$cwd" 2>/dev/null || fail 125 "--cwd $cwd: no such directory in the guest"
+  cd -- "$cwd" || fail 125 "--cwd $cwd: no such directory in the guest"
 fi
 case $1 in
 */*) [ -e "$1" ] || fail 127 "$1: not found in the guest"
@@ -99,15 +100,16 @@ if [ -n "$user" ]; then
   else set -- su -s /bin/sh "$user" -c 'exec "$0" "$@"' "$@"; fi
 fi
 [ -d "${b%/*}" ] || mkdir -p -m 700 -- "${b%/*}" || fail 125 "cannot make ${b%/*} in the guest"
-{ "$@" >"$b.out" 2>"$b.err" <"$in"; } 2>/dev/null  # not sh's own "Killed"
+# Redirected in the child: ash prints "Killed" to a stderr redirected in the parent.
+(exec "$@" >"$b.out" 2>"$b.err" <"$in" 3>&-)
 status=$?
 if [ -s "$b.out" ] || [ -s "$b.err" ]; then
   set -- $(wc -c -- "$b.out" "$b.err")
   if [ "$5" -gt "$small" ]; then
-    rm -f -- "$b.in"; printf '%s spooled\n' "$b" >&2; exit "$status"
+    rm -f -- "$b.in"; printf '%s spooled\n' "$b" >&3; exit "$status"
   fi
   # head, not cat: a child the command left behind may still be writing
-  head -c "$small" -- "$b.out"; head -c "$small" -- "$b.err" >&2
+  head -c "$small" -- "$b.out"; head -c "$small" -- "$b.err" >&3
 fi
 rm -f -- "$b.out" "$b.err" "$b.in"
 exit "$status"
@@ -406,6 +408,7 @@ class _Spools:
         self.handles: list[int | None] = [None, None]
         self.moved = [0, 0]  # bytes of each stream already given to its sink
         self.remove = False  # whether spool files may be left for qgactl to remove
+        self.remover: int | None = None  # the pid of an rm started early, reaped at close
 
     def pump(self) -> bool:
         """Move what the command has written so far (all of it once it has ended); whether
@@ -422,6 +425,11 @@ class _Spools:
         """The command ended on its own: the rest of its output from the wrapper's reply, or
         from the files when the wrapper left them ("spooled")."""
         if err == f"{self.base} spooled\n".encode():
+            for index in (0, 1):
+                self.handles[index] = self.handles[index] or self._open(index)
+            # The names go while the handles read on: rm's time hides behind the reads.
+            self.remover = self.agent.exec_start("rm", ["-f", *self.paths, f"{self.base}.in"])
+            self.remove = False
             self.pump()
             return
         self.remove = False  # the wrapper did
@@ -434,9 +442,14 @@ class _Spools:
             if handle is not None:
                 guestfile.close_quietly(self.agent, handle)
         self.handles = [None, None]
-        if self.remove:
-            with contextlib.suppress(QgactlError):
+        with contextlib.suppress(QgactlError):
+            if self.remove:
                 run_captured(self.agent, ["rm", "-f", *self.paths, f"{self.base}.in"])
+            give_up = time.monotonic() + KILL_GRACE
+            while self.remover is not None and time.monotonic() < give_up:
+                if self.agent.exec_status(self.remover).exited:  # reaped: the agent forgets it
+                    break
+                time.sleep(0.01)
 
     def _open(self, index: int) -> int | None:
         """A handle, or None while the file is not there (not made yet, or already handed

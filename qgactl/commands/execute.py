@@ -165,7 +165,7 @@ def _exec(
             agent.close()
 
     with DeferredSignals() as signals:
-        if not chosen.plural:
+        if not chosen.plural and output_dir is None:  # one target into a folder: a list of one
             return _exec_one(app, chosen.items[0], run, argv, options, as_json)
         stdin = sys.stdin.buffer.read() if options.send_stdin else None  # the same for all
         printer = _Printer(app, options.group, chosen, None if as_json else output_dir)
