@@ -15,26 +15,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.vm.guestside import Target, make_target
+from tests.vm import test_exec
+from tests.vm.guestside import Target
 
-BOTH = pytest.mark.parametrize("target", ["libvirt", "socket"], indirect=True)
-LIBVIRT = pytest.mark.parametrize("target", ["libvirt"], indirect=True)
-
-
-@pytest.fixture
-def target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    side = make_target(request.param, request)
-    yield side
-    # Every test leaves the guest as it found it: no spool file, no handle, no stray process.
-    assert side.sh("ls -A /run/qgactl 2>/dev/null")[1] == b""
-    assert "/run/qgactl" not in side.agent_fds()
-    assert "qgactl-probe" not in side.processes()
+# The same guests, markers and clean-up check as test_exec.py: a test leaves no spool file, no
+# handle and no stray process behind.
+BOTH, LIBVIRT, target = test_exec.BOTH, test_exec.LIBVIRT, test_exec.target
 
 
 def _gate(name: str) -> str:
