@@ -7,7 +7,8 @@ Through libvirt a reply over ~4 MiB fails and one over 10 MiB breaks the domain'
 result. So on guests with a POSIX shell (``wrapped`` mode) the output goes to spool files:
 
 1. guest-exec (with capture) runs WRAPPER under ``setsid`` (so the wrapper leads a process
-   group of its own, and a kill reaches the command and its children): it checks --cwd,
+   group of its own, and a kill reaches the command and its children; a guest without
+   setsid runs it under /bin/sh, and a kill reaches the wrapper alone): it checks --cwd,
    --user and that the command exists (a refusal is one marked line on its stderr), then runs
    the command with stdout and stderr in two spool files of a root-only directory
    (SPOOL_DIR) and stdin from /dev/null or a third (-i, written by qgactl first).
@@ -16,9 +17,11 @@ result. So on guests with a POSIX shell (``wrapped`` mode) the output goes to sp
    is there on every poll, at once again while a read fills a whole chunk.
 3. At its end the wrapper hands output of at most SMALL_OUTPUT bytes back through its own
    captured stdout and stderr (one reply, well under the libvirt cliffs) and removes the
-   spool files: a short command costs guest-exec and a few status polls, nothing else.
-   Larger output stays in the spool files, which qgactl reads in chunks that fit the
-   transport (guestfile.py), then removes.
+   spool files: a short command costs guest-exec and a few status polls, nothing else (the
+   old way cost guest-info, three file calls per spool file and the same polls). Larger
+   output stays in the spool files: qgactl opens them, starts an rm of their names, and
+   reads them in chunks that fit the transport (guestfile.py). A lost status reply is an
+   error (exit 125) as it always was, and qgactl still removes the spool files.
 
 Guests without /bin/sh (Windows: guest-get-osinfo, asked when the wrapper can't start) use
 the agent's capture (``capture`` mode): output is limited to 16 MiB a stream by qemu-ga
