@@ -703,6 +703,7 @@ def domain_xml(
     initrd: os.PathLike[str] | str | None = None,
     console_log: os.PathLike[str] | str | None = None,
     memory_mib: int = 256,
+    discard: bool = False,
 ) -> str:
     """Domain XML for the lab guest (TCG, pc, ACPI, direct kernel boot, virtio-serial
     controller always present so channels can be hot-plugged, 2 vCPUs, on_reboot restart so
@@ -711,7 +712,9 @@ def domain_xml(
     The NIC is <interface type='udp'> to 127.0.0.1:9 (QEMU's -netdev socket,udp=): no bridge,
     tap or libvirt network on the host, and whatever the guest sends ends at loopback.
     <interface type='user'> works in libvirt 9.0's qemu:///system too, but libvirt cannot ask
-    for slirp's restrict=on, so a guest could reach the outside through it."""
+    for slirp's restrict=on, so a guest could reach the outside through it.
+
+    ``discard``: the data disk passes the guest's discards (fstrim) on to its image."""
     d = domain_dir(name)
     kernel = kernel or d / "vmlinux"
     initrd = initrd or d / "initrd.img"
@@ -752,7 +755,7 @@ def domain_xml(
   <on_crash>destroy</on_crash>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
+      <driver name='qemu' type='raw'{" discard='unmap'" if discard else ""}/>
       <source file={q(data_disk)}/>
       <target dev='vda' bus='virtio'/>
     </disk>
@@ -942,6 +945,7 @@ def start_domain(
     uri: str = URI,
     flavour: str = DEFAULT_FLAVOUR,
     bzimage: bool = False,
+    discard: bool = False,
 ) -> LabDomain:
     """Build the XML for a lab domain and define (+ start) it; returns a LabDomain.
 
@@ -953,6 +957,7 @@ def start_domain(
     xml = domain_xml(
         name, agent_channel=agent_channel, dedicated_channel_path=dedicated_path,
         noagent=noagent, kernel=domain_dir(name) / "vmlinuz" if bzimage else None,
+        discard=discard,
     )  # fmt: skip
     secs = define_and_start(
         name, xml, wait_agent=wait_agent, timeout=timeout, uri=uri, define_only=not start,

@@ -111,19 +111,20 @@ class App:
         from qgactl.transport import AutoTransport, LibvirtTransport, SocketTransport
 
         trace = self.terminal.trace if self.debug else None
+        warn = self.terminal.warn
         seconds = self.timeout if timeout is None else timeout
         if socket:
-            return Agent(SocketTransport(socket, trace=trace), seconds)
+            return Agent(SocketTransport(socket, trace=trace), seconds, warn=warn)
         assert domain is not None
         host = self.host(uri)
         found = host.lookup(domain)
         if self.transport_choice == "libvirt":
-            return Agent(LibvirtTransport(found, trace=trace), seconds)
+            return Agent(LibvirtTransport(found, trace=trace), seconds, warn=warn)
         if self.transport_choice == "socket":
             info = self._running(host, found)
             _, path = info.transport("socket", remote=host.is_remote)
             assert path is not None
-            return Agent(SocketTransport(path, trace=trace), seconds)
+            return Agent(SocketTransport(path, trace=trace), seconds, warn=warn)
 
         def dedicated_socket() -> str | None:
             # libvirt said "unavailable": even when its channel looks connected (libvirt's own
@@ -131,7 +132,11 @@ class App:
             info = host.describe(found)
             return info.fallback_socket(remote=host.is_remote) if info.running else None
 
-        return Agent(AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket), seconds)
+        return Agent(
+            AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket),
+            seconds,
+            warn=warn,
+        )
 
     def _running(self, host: Libvirt, found: Any) -> DomainInfo:
         info = host.describe(found)

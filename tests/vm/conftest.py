@@ -20,6 +20,7 @@ Fixtures (all session-scoped):
                               on the libvirt-held .0; .dedicated_socket = path of the .1 socket
                               (direct clients); .uri .console_log .dir .boot_seconds
     lab_domain10              the same with flavour "qga10": Debian 13's qemu-ga 10.0
+    lab_domain_discard        LabDomain running whose data disk has <driver discard='unmap'/>
     domain_off                LabDomain defined and shut off (agent channel configured)
     domain_no_channel         LabDomain running, no agent channel (virtio-serial controller only)
     second_host               lab.SecondLibvirtd: a second libvirtd; .uri reaches it
@@ -188,6 +189,12 @@ def second_host(
 def second_host_domain(second_host: lab.SecondLibvirtd) -> Iterator[lab.LabDomain]:
     """A running lab domain with an agent on the second host."""
     yield from _domain("host2", uri=second_host.uri)
+
+
+@pytest.fixture(scope="session")
+def lab_domain_discard(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    """A running lab domain whose data disk has <driver discard='unmap'/>."""
+    yield from _domain("discard", discard=True)
 
 
 @pytest.fixture(scope="session")
