@@ -75,13 +75,14 @@ CAPTURE_COMMANDS = ("guest-exec", "guest-exec-status")
 
 # $1 spool base ($1.out, $1.err, $1.in), $2 SMALL_OUTPUT, $3 stdin ("/dev/null" or $1.in),
 # $4 --cwd, $5 --user ("" for none), $6 how many NAME=VALUE follow; then the command.
-# A refusal is "$1 STATUS MESSAGE" on the wrapper's own stderr: no command can print that
-# line by chance, it does not know $1. --user: runuser (util-linux) when the guest has it,
+# The wrapper's own last line on its stderr says how it ended: "$1 refused STATUS MESSAGE",
+# "$1 spooled STATUS" (output left in the spool files) or "$1 exit STATUS"; no command can
+# print that by chance, it does not know $1. --user: runuser (util-linux) when the guest has it,
 # else su (busybox, shadow); a uid is looked up in /etc/passwd (busybox id takes names only).
 WRAPPER = r"""b=$1 small=$2 in=$3 cwd=$4 user=$5 n=$6
 shift 6
 exec 3>&2 2>/dev/null  # fd 3: the wrapper's own words; sh's are nobody's
-fail() { rm -f -- "$b.in"; printf '%s %s %s\n' "$b" "$1" "$2" >&3; exit "$1"; }
+fail() { rm -f -- "$b.in"; printf '%s refused %s %s\n' "$b" "$1" "$2" >&3; exit "$1"; }
 while [ "$n" -gt 0 ]; do export "$1"; shift; n=$((n - 1)); done
 if [ -n "$cwd" ]; then
   cd -- "$cwd" || fail 125 "--cwd $cwd: no such directory in the guest"
@@ -109,13 +110,14 @@ status=$?
 if [ -s "$b.out" ] || [ -s "$b.err" ]; then
   set -- $(wc -c -- "$b.out" "$b.err")
   if [ "$5" -gt "$small" ]; then
-    rm -f -- "$b.in"; printf '%s spooled\n' "$b" >&3; exit "$status"
+    printf '%s spooled %s\n' "$b" "$status" >&3; exit "$status"
   fi
   # head, not cat: a child the command left behind may still be writing
   head -c "$small" -- "$b.out"; head -c "$small" -- "$b.err" >&3
 fi
-rm -f -- "$b.out" "$b.err" "$b.in"
-exit "$status"
+# The status in the last line, so that rm can replace the shell (a fork fewer).
+printf '%s exit %s\n' "$b" "$status" >&3
+exec rm -f -- "$b.out" "$b.err" "$b.in"
 """
 # The group first (setsid made the wrapper its leader), else the process alone.
 POSIX_KILL = r"""kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" -- "$2" 2>/dev/null; :"""
@@ -341,11 +343,11 @@ class _Wrapped(_Runner):
                 if signum is None:
                     spools.pump()
                 return _result(pid, status, timed_out, signum)
-            marker = base.encode() + b" "
-            if status.err_data.startswith(marker):
-                self._refused(status, marker)
-            spools.finish(status.out_data, status.err_data)
-            return ExecResult(pid, status.exit_code, None)
+            how, code, err = _ending(status, base)
+            if how == "refused":
+                raise CannotRun(err.decode(errors="replace").strip(), code)
+            spools.finish(status.out_data, err, spooled=how == "spooled")
+            return ExecResult(pid, code, None)
         except CannotRun:  # the wrapper refused, and removed what there was
             spools.remove = False
             raise
@@ -389,15 +391,6 @@ class _Wrapped(_Runner):
         finally:
             guestfile.close_quietly(self.agent, handle)
 
-    @staticmethod
-    def _refused(status: ExecStatus, marker: bytes) -> None:
-        """The wrapper's own refusal ("BASE STATUS MESSAGE"): --cwd, --user, not found."""
-        line = status.err_data[len(marker) :].decode(errors="replace").strip()
-        code, _, message = line.partition(" ")
-        if code == "spooled":
-            return
-        raise CannotRun(message, int(code) if code.isdigit() else int(ExitCode.EXEC_FAILED))
-
 
 class _Spools:
     """The command's two spool files, read by name while it runs (opened on the first poll
@@ -424,10 +417,10 @@ class _Spools:
                 moved = self._read(index) or moved
         return moved
 
-    def finish(self, out: bytes, err: bytes) -> None:
+    def finish(self, out: bytes, err: bytes, spooled: bool) -> None:
         """The command ended on its own: the rest of its output from the wrapper's reply, or
-        from the files when the wrapper left them ("spooled")."""
-        if err == f"{self.base} spooled\n".encode():
+        from the files when the wrapper left them (``spooled``)."""
+        if spooled:
             for index in (0, 1):
                 self.handles[index] = self.handles[index] or self._open(index)
             # The names go while the handles read on: rm's time hides behind the reads.
@@ -501,6 +494,22 @@ class _Captured(_Runner):
             job.stdout.write(status.out_data)
             job.stderr.write(status.err_data)
         return _result(pid, status, timed_out, signum)
+
+
+def _ending(status: ExecStatus, base: str) -> tuple[str, int, bytes]:
+    """How the wrapper ended, from its last line on stderr: ("exit" | "spooled" | "refused",
+    the status, the command's stderr before that line or the refusal's message). A wrapper
+    that ended without that line gives its own exit code."""
+    marker = base.encode() + b" "
+    at = status.err_data.rfind(marker)
+    if at < 0:
+        return "exit", status.exit_code or 0, status.err_data
+    words = status.err_data[at + len(marker) :].split(b" ", 2)
+    number = words[1].strip() if len(words) > 1 else b""
+    code = int(number) if number.isdigit() else int(ExitCode.EXEC_FAILED)
+    if words[0] == b"refused":
+        return "refused", code, words[2] if len(words) > 2 else b""
+    return words[0].decode(errors="replace"), code, status.err_data[:at]
 
 
 def _result(pid: int, status: ExecStatus | None, timed_out: bool, signum: int | None) -> ExecResult:
