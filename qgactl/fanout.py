@@ -3,8 +3,9 @@
 A failed target is an Outcome with its error: it never stops the others, unless the caller
 gives ``max_failures``: once that many have failed, targets not yet started are not started
 (an Outcome with a NotStarted error). A bug (any exception that is not a QgactlError) in one
-job is raised again in the caller's thread once all threads are done. Plain threads sharing one iterator (concurrent.futures imports logging: ~5 ms of
-start-up, PROTOCOL.md's fleet measurements); one target runs in the caller's thread.
+job is raised again in the caller's thread once all threads are done. Plain threads sharing
+one iterator (concurrent.futures imports logging: ~5 ms of start-up, PROTOCOL.md's fleet
+measurements); one target runs in the caller's thread.
 
 No printing, no click: commands render the outcomes (commands/fleet.py).
 """
