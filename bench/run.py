@@ -3,9 +3,9 @@
 
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
-                                                  # imports, completion, deb, exec, fleet-exec,
-                                                  # transfer, guestinfo, fleet-guestinfo,
-                                                  # shell
+                                                  # imports, completion, deb, exec,
+                                                  # exec-stream, fleet-exec, transfer,
+                                                  # guestinfo, fleet-guestinfo, shell
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -290,6 +290,12 @@ def bench_exec() -> None:
     transfer.bench_exec()
 
 
+def bench_exec_stream() -> None:
+    from bench import transfer
+
+    transfer.bench_exec_stream()
+
+
 def bench_fleet_exec() -> None:
     from bench import transfer
 
@@ -328,6 +334,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "completion": bench_completion,
     "deb": bench_deb,
     "exec": bench_exec,
+    "exec-stream": bench_exec_stream,
     "fleet-exec": bench_fleet_exec,
     "transfer": bench_transfer,
     "guestinfo": bench_guestinfo,

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.run import PYTHON, QGACTL, compare, compare3, lab_domains, timed
+from bench.run import PYTHON, QGACTL, compare3, lab_domains, timed
 
 LIBVIRT_EXEC = r"""
 import json, sys, time, libvirt, libvirt_qemu
@@ -50,27 +50,67 @@ GUEST_SOURCE = "/tmp/bench.src"
 
 def bench_exec() -> None:
     with lab_domains(1) as [name]:
-        qgactl = (
-            "qgactl exec D -- /bin/true",
-            lambda: timed([*QGACTL, "exec", name, "--", "/bin/true"]),
-        )
-        compare(
-            "qgactl exec D -- /bin/true vs a bare libvirt-python guest-exec + status poll",
-            (
-                "python3 -c <libvirt guest-exec, poll 1 ms>",
-                lambda: timed([PYTHON, "-c", LIBVIRT_EXEC, name]),
-            ),
-            qgactl,
-        )
-        compare(
-            "qgactl exec D -- /bin/true vs the virsh way",
+        compare3(
+            "qgactl exec D -- /bin/true: the virsh way, the bare libvirt-python floor, qgactl",
             (
                 "virsh guest-exec + guest-exec-status loop",
                 lambda: timed(["sh", "-c", VIRSH_EXEC, "sh", name]),
             ),
-            qgactl,
-            runs=15,
+            (
+                "python3 -c <libvirt guest-exec, poll 1 ms>",
+                lambda: timed([PYTHON, "-c", LIBVIRT_EXEC, name]),
+            ),
+            (
+                "qgactl exec D -- /bin/true",
+                lambda: timed([*QGACTL, "exec", name, "--", "/bin/true"]),
+            ),
+            runs=20,
         )
+
+
+# A qgactl to compare with (e.g. the main branch's venv), for the streaming section.
+BASELINE = os.environ.get("QGACTL_BASELINE")
+
+
+def bench_exec_stream() -> None:
+    """``qgactl exec D -- cat 16MiB-file > /dev/null`` in MiB/s, against the raw 1 MiB read
+    loop (in-process, the floor) and, with QGACTL_BASELINE=path/to/qgactl, another build
+    (the batch exec before live output)."""
+    import libvirt
+    import libvirt_qemu
+
+    libvirt.registerErrorHandler(lambda c, e: None, None)
+    with lab_domains(1) as [name], tempfile.TemporaryDirectory() as scratch:
+        dom = libvirt.open("qemu:///system").lookupByName(name)
+
+        def call(message: dict[str, Any]) -> Any:
+            return json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(message), 60, 0))[
+                "return"
+            ]
+
+        source = Path(scratch, "src")
+        source.write_bytes(os.urandom(SIZE))
+        _upload(call, source, GUEST_SOURCE)
+        runs: dict[str, Callable[[], float]] = {
+            "raw read loop, 1 MiB chunks (floor)": lambda: _raw_read(call, GUEST_SOURCE, MiB),
+            "qgactl exec D -- cat F": lambda: timed(
+                [*QGACTL, "exec", name, "--", "cat", GUEST_SOURCE]
+            ),
+            "qgactl exec D -s -- 'sleep 0.3; cat F' (live)": lambda: (
+                timed([*QGACTL, "exec", name, "-s", "--", f"sleep 0.3; cat {GUEST_SOURCE}"]) - 0.3
+            ),
+        }
+        if BASELINE:
+            runs[f"{BASELINE} exec D -- cat F"] = lambda: timed(
+                [PYTHON, BASELINE, "exec", name, "--", "cat", GUEST_SOURCE]
+            )
+        times: dict[str, list[float]] = {label: [] for label in runs}
+        for _ in range(5):  # interleaved
+            for label, run in runs.items():
+                times[label].append(run())
+        print(f"\nexec of cat {SIZE // MiB} MiB > /dev/null, through libvirt (median of 5)")
+        for label, values in times.items():
+            print(f"  {label:<60} {SIZE / statistics.median(values) / MiB:7.2f} MiB/s")
 
 
 def bench_transfer() -> None:

@@ -128,11 +128,22 @@ class Agent:
             return  # the agent doesn't list its commands: the call itself will say
         known = {command.name: command.enabled is not False for command in listed}
         for command in commands:
-            if not known.get(command, False):
-                desc = f"Command {command} has " + (
-                    "been disabled" if command in known else "not been found"
-                )
-                raise AgentCommandError(command, "CommandNotFound", desc)
+            if known.get(command, False):
+                continue
+            desc = f"Command {command} has " + (
+                "been disabled" if command in known else "not been found"
+            )
+            if command in known and self._frozen():
+                desc += ": the agent is in frozen state"  # qemu-ga's words when it refuses
+            raise AgentCommandError(command, "CommandNotFound", desc)
+
+    def _frozen(self) -> bool:
+        """Whether the guest's filesystems are frozen: qemu-ga then disables every command
+        that could write, and guest-info lists them as disabled like a blocked one."""
+        try:
+            return self.fsfreeze_status() == "frozen"
+        except QgactlError:
+            return False
 
     def osinfo(self) -> OsInfo:
         from qgactl.models import OsInfo

@@ -1,28 +1,35 @@
-"""Run a command in the guest through the agent and get its output and status, at any size.
+"""Run a command in the guest through the agent: its output live, at any size, and its status.
 
 qemu-ga's own capture (guest-exec "capture-output") keeps a process's output in the agent and
-hands it over in ONE guest-exec-status reply, up to 16 MiB a stream. Through libvirt a reply
-over ~4 MiB fails and one over 10 MiB breaks the domain's agent (PROTOCOL.md, "Limits"), and
-the status call reaps the process, so a lost reply loses the result. So on guests with a POSIX
-shell (``spool`` mode) the output never passes through a status reply:
+hands it over in ONE guest-exec-status reply, up to 16 MiB a stream, only once it has ended.
+Through libvirt a reply over ~4 MiB fails and one over 10 MiB breaks the domain's agent
+(PROTOCOL.md, "Limits"), and the status call reaps the process, so a lost reply loses the
+result. So on guests with a POSIX shell (``wrapped`` mode) the output goes to spool files:
 
-1. qgactl opens two spool files in a root-only directory of the guest (SPOOL_DIR), keeping a
-   handle to each; stdin (-i) is written to a third.
-2. guest-exec runs WRAPPER under /bin/sh: it points the command's stdout and stderr at the
-   spool files, deletes their names (the handles keep the data), puts the command in a
-   session of its own when the guest has setsid(1) (so a kill reaches its children), and
-   execs it: the pid guest-exec returns is the command's own, and so are its exit code or
-   signal. "not found" and "cannot execute" come out as 127 and 126, from sh or setsid.
-3. guest-exec-status is polled with a backoff from 1 ms up to POLL_CAP; then the spool
-   handles are read in chunks that fit the transport (guestfile.py) and closed.
+1. guest-exec (with capture) runs WRAPPER under ``setsid`` (so the wrapper leads a process
+   group of its own, and a kill reaches the command and its children; a guest without
+   setsid runs it under /bin/sh, and a kill reaches the wrapper alone): it checks --cwd,
+   --user and that the command exists (a refusal is one marked line on its stderr), then runs
+   the command with stdout and stderr in two spool files of a root-only directory
+   (SPOOL_DIR) and stdin from /dev/null or a third (-i, written by qgactl first).
+2. guest-exec-status is polled with a backoff from 1 ms up to POLL_CAP. A command still
+   running after LIVE_AFTER is streamed: qgactl opens the spool files by name and reads what
+   is there on every poll, at once again while a read fills a whole chunk.
+3. At its end the wrapper hands output of at most SMALL_OUTPUT bytes back through its own
+   captured stdout and stderr (one reply, well under the libvirt cliffs) and removes the
+   spool files: a short command costs guest-exec and a few status polls, nothing else (the
+   old way cost guest-info, three file calls per spool file and the same polls). Larger
+   output stays in the spool files: qgactl opens them, starts an rm of their names, and
+   reads them in chunks that fit the transport (guestfile.py). A lost status reply is an
+   error (exit 125) as it always was, and qgactl still removes the spool files.
 
-Guests without /bin/sh (Windows: guest-get-osinfo, asked when a spool file can't be opened)
-use the agent's capture (``capture`` mode): output is limited to 16 MiB a stream by qemu-ga
-(GUEST_EXEC_MAX_OUTPUT), and stdin to what fits in one request.
+Guests without /bin/sh (Windows: guest-get-osinfo, asked when the wrapper can't start) use
+the agent's capture (``capture`` mode): output is limited to 16 MiB a stream by qemu-ga
+(GUEST_EXEC_MAX_OUTPUT), and stdin to what fits in one request; no live output.
 
 A command that runs past ``timeout_run``, or that the caller cancels (a signal), is killed in
-the guest: SIGTERM to its process group, SIGKILL after KILL_GRACE, then reaped. Nothing is
-left behind: not the process, not a spool file, not an open handle.
+the guest: SIGTERM to its process group, SIGKILL after KILL_GRACE, then reaped, and its spool
+files removed. Nothing is left behind: not the process, not a spool file, not an open handle.
 
 No click, no printing: the caller gives sinks for stdout and stderr and a ``cancelled`` check.
 """
@@ -53,6 +60,10 @@ if TYPE_CHECKING:
 SPOOL_DIR = "/run/qgactl"  # made 0700 on first use; only root can create names in /run
 POLL_FIRST = 0.001
 POLL_CAP = 0.1  # ten status calls a second at most for a long-running command
+POLL_GROWTH = 1.5  # gentle: a short command is seen to end soon after it does
+LIVE_AFTER = 0.5  # a command running longer is streamed; a shorter one costs no file call
+LIVE_CAP = 0.25  # a quiet streamed command: a status and two reads four times a second
+SMALL_OUTPUT = 1024 * 1024  # handed back in the status reply: 1.4 MB of base64, under 4 MiB
 KILL_GRACE = 2.0  # between SIGTERM and SIGKILL
 TIMED_OUT = 124  # like timeout(1)
 NOT_FOUND = 127
@@ -61,24 +72,54 @@ CANNOT_EXECUTE = 126
 CAPTURE_STDIN_LIMIT = 160 * 1024
 
 CAPTURE_COMMANDS = ("guest-exec", "guest-exec-status")
-SPOOL_COMMANDS = (
-    *CAPTURE_COMMANDS,
-    "guest-file-open",
-    "guest-file-read",
-    "guest-file-write",
-    "guest-file-close",
-)
 
-# $1 stdout spool, $2 stderr spool, $3 stdin ("/dev/null" or a spool), $4 how many NAME=VALUE
-# follow; then the command. "exec" keeps one pid from sh to the command.
-WRAPPER = r"""exec >>"$1" 2>>"$2" <"$3"
-case $3 in /dev/null) rm -f -- "$1" "$2" ;; *) rm -f -- "$1" "$2" "$3" ;; esac
-n=$4; shift 4
+# $1 spool base ($1.out, $1.err, $1.in), $2 SMALL_OUTPUT, $3 stdin ("/dev/null" or $1.in),
+# $4 --cwd, $5 --user ("" for none), $6 how many NAME=VALUE follow; then the command.
+# The wrapper's own last line on its stderr says how it ended: "$1 refused STATUS MESSAGE",
+# "$1 spooled STATUS" (output left in the spool files) or "$1 exit STATUS"; no command can
+# print that by chance, it does not know $1. --user: runuser (util-linux) when the guest has it,
+# else su (busybox, shadow); a uid is looked up in /etc/passwd (busybox id takes names only).
+WRAPPER = r"""b=$1 small=$2 in=$3 cwd=$4 user=$5 n=$6
+shift 6
+exec 3>&2 2>/dev/null  # fd 3: the wrapper's own words; sh's are nobody's
+fail() { rm -f -- "$b.in"; printf '%s refused %s %s\n' "$b" "$1" "$2" >&3; exit "$1"; }
 while [ "$n" -gt 0 ]; do export "$1"; shift; n=$((n - 1)); done
-command -v setsid >/dev/null 2>&1 && exec setsid "$@"
-exec "$@"
+if [ -n "$cwd" ]; then
+  cd -- "$cwd" || fail 125 "--cwd $cwd: no such directory in the guest"
+fi
+case $1 in
+*/*) [ -e "$1" ] || fail 127 "$1: not found in the guest"
+     [ -f "$1" ] && [ -x "$1" ] || fail 126 "$1: cannot execute in the guest: Permission denied" ;;
+*) command -v -- "$1" >/dev/null 2>&1 || fail 127 "$1: command not found in the guest" ;;
+esac
+if [ -n "$user" ]; then
+  case $user in
+  *[!0-9]*) id -u -- "$user" >/dev/null 2>&1 || fail 125 "--user $user: no such user in the guest"
+     ;;
+  *) name=$(awk -F: -v u="$user" '$3 == u { print $1; exit }' /etc/passwd)
+     [ -n "$name" ] || fail 125 "--user $user: no such uid in the guest's /etc/passwd"
+     user=$name ;;
+  esac
+  if command -v runuser >/dev/null 2>&1; then set -- runuser -u "$user" -- "$@"
+  else set -- su -s /bin/sh "$user" -c 'exec "$0" "$@"' "$@"; fi
+fi
+[ -d "${b%/*}" ] || mkdir -p -m 700 -- "${b%/*}" || fail 125 "cannot make ${b%/*} in the guest"
+# Redirected in the child: ash prints "Killed" to a stderr redirected in the parent.
+(exec "$@" >"$b.out" 2>"$b.err" <"$in" 3>&-)
+status=$?
+if [ -s "$b.out" ] || [ -s "$b.err" ]; then
+  set -- $(wc -c -- "$b.out" "$b.err")
+  if [ "$5" -gt "$small" ]; then
+    printf '%s spooled %s\n' "$b" "$status" >&3; exit "$status"
+  fi
+  # head, not cat: a child the command left behind may still be writing
+  head -c "$small" -- "$b.out"; head -c "$small" -- "$b.err" >&3
+fi
+# The status in the last line, so that rm can replace the shell (a fork fewer).
+printf '%s exit %s\n' "$b" "$status" >&3
+exec rm -f -- "$b.out" "$b.err" "$b.in"
 """
-# The group first (setsid made the command its leader), else the process alone.
+# The group first (setsid made the wrapper its leader), else the process alone.
 POSIX_KILL = r"""kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" -- "$2" 2>/dev/null; :"""
 
 
@@ -131,19 +172,22 @@ def run(
     stdin: IO[bytes] | None = None,
     env: Sequence[str] = (),
     shell: bool = False,
+    cwd: str | None = None,
+    user: str | None = None,
     timeout_run: float | None = None,
     cancelled: Callable[[], int | None] = lambda: None,
 ) -> ExecResult:
-    """Run ``argv`` in the guest; its output goes to ``stdout`` and ``stderr``, byte for byte.
+    """Run ``argv`` in the guest; its output goes to ``stdout`` and ``stderr`` byte for byte,
+    as it is produced (a command running past LIVE_AFTER is streamed).
 
     ``stdin`` is sent to the command (read to its end first: the agent has no streaming);
     without it the command's stdin is empty. ``env`` adds NAME=VALUE pairs. ``shell`` runs
-    ``argv`` joined by spaces through the guest's shell. ``cancelled`` is polled while the
+    ``argv`` joined by spaces through the guest's shell. ``cwd`` and ``user`` (a name or a
+    uid) are where and as whom it runs (POSIX guests only). ``cancelled`` is polled while the
     command runs; a signal number from it stops the command.
 
-    The guest is taken for POSIX until the spool says otherwise: guest-get-osinfo is asked
-    only when a spool file can't be opened (the first exec after a boot, or Windows), one
-    agent call fewer on every other exec.
+    The guest is taken for POSIX until the wrapper can't start: guest-get-osinfo is asked
+    only then (Windows), one agent call fewer on every other exec.
     """
     if not argv:
         raise InvalidUsage("no command given", hint="qgactl exec DOMAIN -- CMD [ARGS...]")
@@ -152,17 +196,22 @@ def run(
         command = list(argv)
         if shell:
             command = [*(("/bin/sh", "-c") if posix else ("cmd.exe", "/c")), " ".join(argv)]
-        return _Job(command, stdout, stderr, stdin, env, timeout_run, cancelled)
+        return _Job(command, stdout, stderr, stdin, env, timeout_run, cancelled, cwd, user)
 
     try:
-        return _Spooled(agent, posix=True).run(job(posix=True))
+        return _Wrapped(agent, posix=True).run(job(posix=True))
     except _NotPosix:
+        if cwd is not None or user is not None:
+            raise InvalidUsage(
+                "--cwd and --user are not supported on Windows guests",
+                hint="cd or runas inside the command: qgactl exec -s DOMAIN -- 'cd C:\\dir && ...'",
+            ) from None
         agent.require(*CAPTURE_COMMANDS)
         return _Captured(agent, posix=False).run(job(posix=False))
 
 
 class _NotPosix(Exception):
-    """Raised by _Spooled before it has made anything: a Windows guest, capture instead."""
+    """Raised by _Wrapped before it has made anything: a Windows guest, capture instead."""
 
 
 def run_captured(agent: Agent, argv: Sequence[str]) -> tuple[int, str]:
@@ -186,6 +235,8 @@ class _Job(NamedTuple):
     env: Sequence[str] = ()
     timeout_run: float | None = None
     cancelled: Callable[[], int | None] = lambda: None
+    cwd: str | None = None
+    user: str | None = None
 
 
 class _Runner:
@@ -201,12 +252,17 @@ class _Runner:
         except AgentCommandError as exc:
             raise _cannot_run(exc, path) from None
 
-    def _wait(self, pid: int, job: _Job) -> tuple[ExecStatus | None, bool, int | None]:
+    def _wait(
+        self, pid: int, job: _Job, live: Callable[[], bool] | None = None
+    ) -> tuple[ExecStatus | None, bool, int | None]:
         """Poll until the process exits: (its status, timed out?, cancelled by). A timeout or
-        a cancel kills it first; the status is then the one of the killed process."""
+        a cancel kills it first; the status is then the one of the killed process. ``live``,
+        called on every poll once the command has run LIVE_AFTER, moves its output so far
+        and says whether there was any: output brings the next poll back to at once."""
         timeout_run, cancelled = job.timeout_run, job.cancelled
-        deadline = None if timeout_run is None else time.monotonic() + timeout_run
-        pause = POLL_FIRST
+        started = time.monotonic()
+        deadline = None if timeout_run is None else started + timeout_run
+        pause, cap = POLL_FIRST, POLL_CAP
         while True:
             status = self._status(pid)
             if status.exited:
@@ -215,15 +271,20 @@ class _Runner:
             timed_out = deadline is not None and time.monotonic() >= deadline
             if signum is not None or timed_out:
                 return self._kill(pid), timed_out, signum
+            if live is not None and time.monotonic() - started >= LIVE_AFTER:
+                cap = LIVE_CAP
+                if live():
+                    pause = POLL_FIRST
+                    continue
             time.sleep(
                 pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             )
-            pause = min(pause * 2, POLL_CAP)
+            pause = min(pause * POLL_GROWTH, cap)
 
     def _status(self, pid: int) -> ExecStatus:
         """guest-exec-status, retried once after a timeout: it is idempotent until it reports
         the exit. If the lost reply was the one with the exit, the agent has forgotten the
-        process: that is an error, never a guess (the output is still in the spool files)."""
+        process: that is an error, never a guess."""
         try:
             return self.agent.exec_status(pid)
         except AgentTimeout:
@@ -261,58 +322,156 @@ class _Runner:
             time.sleep(0.01)
 
 
-class _Spooled(_Runner):
-    """POSIX guests: output through spool files, so no reply is ever larger than a chunk."""
+class _Wrapped(_Runner):
+    """POSIX guests: WRAPPER runs the command; small output comes back in the status reply,
+    live or large output through the spool files, so no reply is ever larger than a chunk."""
 
     def run(self, job: _Job) -> ExecResult:
-        try:
-            self.agent.require(*SPOOL_COMMANDS)
-        except AgentCommandError:
-            if is_windows(self.agent):  # with its file commands blocked
-                raise _NotPosix from None
-            raise
         base = f"{SPOOL_DIR}/{os.urandom(16).hex()}"  # not secrets: it imports hmac (6 ms)
-        handles: list[int] = []
-        started = False  # from then on the wrapper has removed the spool files' names
+        spools = _Spools(self.agent, base, (job.stdout, job.stderr))
+        stdin_path = "/dev/null"
         try:
-            handles.append(self._open_spool(f"{base}.out"))
-            handles.append(self.agent.file_open(f"{base}.err", "w+"))
-            stdin_path = "/dev/null"
             if job.stdin is not None:
                 stdin_path = f"{base}.in"
-                with guestfile.opened(self.agent, stdin_path, "w") as handle:
-                    guestfile.write_from(self.agent, handle, job.stdin)
-            args = ["-c", WRAPPER, "qgactl", f"{base}.out", f"{base}.err", stdin_path]
-            pid = self._start("/bin/sh", [*args, str(len(job.env)), *job.env, *job.argv])
-            started = True
-            status, timed_out, signum = self._wait(pid, job)
-            if signum is None:  # a cancel wants out now; a timeout still shows what came
-                guestfile.read_into(self.agent, handles[0], job.stdout)
-                guestfile.read_into(self.agent, handles[1], job.stderr)
-            return _result(pid, status, timed_out, signum)
+                self._write_stdin(stdin_path, job.stdin, spools)
+            pid = self._start_wrapper(job, base, stdin_path)
+            spools.remove = True  # until the wrapper says it removed them
+            status, timed_out, signum = self._wait(pid, job, spools.pump)
+            if status is None or status.signal is not None or timed_out or signum is not None:
+                # Killed: the wrapper never handed anything back. A timeout still shows
+                # what came; a cancel wants out now.
+                if signum is None:
+                    spools.pump()
+                return _result(pid, status, timed_out, signum)
+            how, code, err = _ending(status, base)
+            if how == "refused":
+                raise CannotRun(err.decode(errors="replace").strip(), code)
+            spools.finish(status.out_data, err, spooled=how == "spooled")
+            return ExecResult(pid, code, None)
+        except CannotRun:  # the wrapper refused, and removed what there was
+            spools.remove = False
+            raise
         finally:
-            for handle in handles:
-                guestfile.close_quietly(self.agent, handle)
-            if handles and not started:
-                with contextlib.suppress(QgactlError):
-                    run_captured(
-                        self.agent, ["rm", "-f", f"{base}.out", f"{base}.err", f"{base}.in"]
-                    )
+            spools.close()
 
-    def _open_spool(self, path: str) -> int:
-        """Open the first spool file; make SPOOL_DIR (root-only) the first time. A guest
-        whose agent can't open it may be Windows (no /run): guest-get-osinfo tells."""
+    def _start_wrapper(self, job: _Job, base: str, stdin_path: str) -> int:
+        """guest-exec of setsid (else /bin/sh, else: not POSIX) with WRAPPER."""
+        args = [
+            "-c", WRAPPER, "qgactl", base, str(SMALL_OUTPUT), stdin_path,
+            job.cwd or "", job.user or "", str(len(job.env)), *job.env, *job.argv,
+        ]  # fmt: skip
+        for path, argv in (("setsid", ["/bin/sh", *args]), ("/bin/sh", args)):
+            try:
+                return self.agent.exec_start(path, argv, capture=True)
+            except AgentCommandError as exc:
+                if "No such file" not in exc.desc:
+                    raise
+        if is_windows(self.agent):
+            raise _NotPosix
+        raise QgactlError("the guest has no /bin/sh: qgactl can't run commands there")
+
+    def _write_stdin(self, path: str, source: IO[bytes], spools: _Spools) -> None:
+        """-i: qgactl's stdin into a spool file first (the agent can't stream stdin)."""
         try:
-            return self.agent.file_open(path, "w+")
+            handle = self.agent.file_open(path, "w")
         except AgentCommandError as exc:
-            if is_windows(self.agent):
+            if is_windows(self.agent):  # no /run there (or its file commands blocked)
                 raise _NotPosix from None
             if "No such file or directory" not in exc.desc:
                 raise
-        status, output = run_captured(self.agent, ["mkdir", "-p", "-m", "700", SPOOL_DIR])
-        if status:
-            raise QgactlError(f"cannot make the spool directory {SPOOL_DIR} in the guest: {output}")
-        return self.agent.file_open(path, "w+")
+            status, output = run_captured(self.agent, ["mkdir", "-p", "-m", "700", SPOOL_DIR])
+            if status:
+                raise QgactlError(
+                    f"cannot make the spool directory {SPOOL_DIR} in the guest: {output}"
+                ) from None
+            handle = self.agent.file_open(path, "w")
+        spools.remove = True
+        try:
+            guestfile.write_from(self.agent, handle, source)
+        finally:
+            guestfile.close_quietly(self.agent, handle)
+
+
+class _Spools:
+    """The command's two spool files, read by name while it runs (opened on the first poll
+    after LIVE_AFTER) and after it ends when its output was too large to hand back."""
+
+    def __init__(self, agent: Agent, base: str, sinks: tuple[Sink, Sink]) -> None:
+        self.agent = agent
+        self.base = base
+        self.paths = (f"{base}.out", f"{base}.err")
+        self.sinks = sinks
+        self.handles: list[int | None] = [None, None]
+        self.moved = [0, 0]  # bytes of each stream already given to its sink
+        self.remove = False  # whether spool files may be left for qgactl to remove
+        self.remover: int | None = None  # the pid of an rm started early, reaped at close
+
+    def pump(self) -> bool:
+        """Move what the command has written so far (all of it once it has ended); whether
+        there was anything."""
+        moved = False
+        for index in (0, 1):
+            if self.handles[index] is None:
+                self.handles[index] = self._open(index)
+            if self.handles[index] is not None:
+                moved = self._read(index) or moved
+        return moved
+
+    def finish(self, out: bytes, err: bytes, spooled: bool) -> None:
+        """The command ended on its own: the rest of its output from the wrapper's reply, or
+        from the files when the wrapper left them (``spooled``)."""
+        if spooled:
+            for index in (0, 1):
+                self.handles[index] = self.handles[index] or self._open(index)
+            # The names go while the handles read on: rm's time hides behind the reads.
+            self.remover = self.agent.exec_start("rm", ["-f", *self.paths, f"{self.base}.in"])
+            self.remove = False
+            self.pump()
+            return
+        self.remove = False  # the wrapper did
+        for index, data in enumerate((out, err)):
+            if len(data) > self.moved[index]:
+                self.sinks[index].write(data[self.moved[index] :])
+
+    def close(self) -> None:
+        for handle in self.handles:
+            if handle is not None:
+                guestfile.close_quietly(self.agent, handle)
+        self.handles = [None, None]
+        with contextlib.suppress(QgactlError):
+            if self.remove:
+                run_captured(self.agent, ["rm", "-f", *self.paths, f"{self.base}.in"])
+            give_up = time.monotonic() + KILL_GRACE
+            while self.remover is not None and time.monotonic() < give_up:
+                if self.agent.exec_status(self.remover).exited:  # reaped: the agent forgets it
+                    break
+                time.sleep(0.01)
+
+    def _open(self, index: int) -> int | None:
+        """A handle, or None while the file is not there (not made yet, or already handed
+        back and removed by the wrapper)."""
+        try:
+            return self.agent.file_open(self.paths[index], "r")
+        except AgentCommandError as exc:
+            if "No such file" in exc.desc:
+                return None
+            raise
+
+    def _read(self, index: int) -> bool:
+        """Read from the handle's position to what is the end for now (a short chunk);
+        again at once while a chunk comes back full."""
+        handle = self.handles[index]
+        assert handle is not None
+        size, _ = guestfile.chunk_sizes(self.agent)
+        moved = False
+        while True:
+            chunk = self.agent.file_read(handle, size)
+            if chunk.data:
+                self.sinks[index].write(chunk.data)
+                self.moved[index] += len(chunk.data)
+                moved = True
+            if len(chunk.data) < size:
+                return moved
 
 
 class _Captured(_Runner):
@@ -335,6 +494,22 @@ class _Captured(_Runner):
             job.stdout.write(status.out_data)
             job.stderr.write(status.err_data)
         return _result(pid, status, timed_out, signum)
+
+
+def _ending(status: ExecStatus, base: str) -> tuple[str, int, bytes]:
+    """How the wrapper ended, from its last line on stderr: ("exit" | "spooled" | "refused",
+    the status, the command's stderr before that line or the refusal's message). A wrapper
+    that ended without that line gives its own exit code."""
+    marker = base.encode() + b" "
+    at = status.err_data.rfind(marker)
+    if at < 0:
+        return "exit", status.exit_code or 0, status.err_data
+    words = status.err_data[at + len(marker) :].split(b" ", 2)
+    number = words[1].strip() if len(words) > 1 else b""
+    code = int(number) if number.isdigit() else int(ExitCode.EXEC_FAILED)
+    if words[0] == b"refused":
+        return "refused", code, words[2] if len(words) > 2 else b""
+    return words[0].decode(errors="replace"), code, status.err_data[:at]
 
 
 def _result(pid: int, status: ExecStatus | None, timed_out: bool, signum: int | None) -> ExecResult:

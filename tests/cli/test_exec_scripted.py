@@ -65,6 +65,10 @@ class ScriptedGuest:
         if command == "guest-get-osinfo":
             return _ok({"id": self.os_id, "name": "Microsoft Windows", "version": "10"})
         if command == "guest-exec":
+            if self.os_id == "mswindows" and arguments["path"] in ("setsid", "/bin/sh"):
+                path = arguments["path"]  # glib's spawn error, as a real Windows agent says it
+                desc = f"Failed to execute child process \u201c{path}\u201d (No such file or directory)"  # noqa: E501
+                return _error("GenericError", desc)
             pid = 4000 + len(self.requests)
             self.started[pid] = time.monotonic()
             if arguments["path"] == "taskkill.exe":  # ends its target and itself at once
@@ -116,13 +120,12 @@ def test_windows_guest_uses_the_agents_capture_and_its_status(qgactl):
         run = qgactl("--socket", agent.path, "exec", "--", "cmd.exe", "/c", "dir")
     assert run.code == 2
     assert run.stdout == "C:\\> dir\r\n" and run.stderr == "warning\r\n"
-    (started,) = guest.sent("guest-exec")
+    tried_setsid, tried_sh, started = guest.sent("guest-exec")
     assert started["path"] == "cmd.exe" and started["arg"] == ["/c", "dir"]
     assert started["capture-output"] is True
-    # One try at a spool file (refused: no /run on Windows), then no file is used at all
-    (tried,) = guest.sent("guest-file-open")
-    assert tried["path"].startswith("/run/qgactl/")
-    assert not {"guest-file-write", "guest-file-read", "guest-file-close"} & set(guest.commands())
+    # The wrapper tried (no setsid, no /bin/sh on Windows), then no file is used at all
+    assert (tried_setsid["path"], tried_sh["path"]) == ("setsid", "/bin/sh")
+    assert not {"guest-file-open", "guest-file-read", "guest-file-close"} & set(guest.commands())
 
 
 def test_windows_with_its_file_commands_blocked_still_uses_capture(qgactl):
@@ -134,12 +137,16 @@ def test_windows_with_its_file_commands_blocked_still_uses_capture(qgactl):
     assert "guest-file-open" not in guest.commands()  # guest-info said blocked: not tried
 
 
-def test_a_posix_guest_with_the_spool_directory_asks_no_osinfo(qgactl):
+def test_a_short_command_on_a_posix_guest_costs_guest_exec_and_its_status_only(qgactl):
     guest = ScriptedGuest(os_id="debian")
     with FakeAgent(guest) as agent:
-        qgactl("--socket", agent.path, "exec", "--", "true")
-    assert "guest-get-osinfo" not in guest.commands()
-    assert guest.commands().count("guest-file-open") == 2  # stdout and stderr spools
+        run = qgactl("--socket", agent.path, "exec", "--", "true")
+    # The wrapper handed the (small) output back through the agent's capture: no osinfo,
+    # no guest-info, no spool file opened.
+    assert run.code == 2 and run.stdout == "C:\\> dir\r\n", run.stderr
+    assert set(guest.commands()) == {"guest-exec", "guest-exec-status"}
+    (started,) = guest.sent("guest-exec")
+    assert started["path"] == "setsid" and started["arg"][:2] == ["/bin/sh", "-c"]
 
 
 def test_windows_shell_is_cmd_and_stdin_goes_as_input_data(qgactl):
@@ -147,7 +154,7 @@ def test_windows_shell_is_cmd_and_stdin_goes_as_input_data(qgactl):
     with FakeAgent(guest) as agent:
         run = qgactl("--socket", agent.path, "exec", "-i", "-s", "--", "type", "con", stdin=b"abc")
     assert run.code == 2
-    (started,) = guest.sent("guest-exec")
+    (started,) = guest.sent("guest-exec")  # the stdin spool's refusal said Windows at once
     assert (started["path"], started["arg"]) == ("cmd.exe", ["/c", "type con"])
     assert base64.b64decode(started["input-data"]) == b"abc"
 
@@ -168,7 +175,7 @@ def test_windows_timeout_run_kills_through_taskkill(qgactl):
             "--socket", agent.path, "exec", "--timeout-run", "0.5", "--", "ping", "-t", "x"
         )
     assert run.code == 124
-    target, killer = guest.sent("guest-exec")
+    *_, target, killer = guest.sent("guest-exec")  # after the wrapper's tries
     assert target["path"] == "ping"
     assert killer["path"] == "taskkill.exe"
     assert killer["arg"][:3] == ["/F", "/T", "/PID"]
@@ -230,4 +237,22 @@ def test_under_nohup_a_hangup_leaves_the_guest_command_running(tmp_path):
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2, stderr  # the command's own status, not 129
     (started,) = guest.sent("guest-exec")  # and no kill helper was run
-    assert started["path"] == "/bin/sh" and "long" in started["arg"]
+    assert started["path"] == "setsid" and "long" in started["arg"]
+
+
+def test_a_quiet_long_command_is_streamed_with_few_agent_calls(qgactl):
+    """Past LIVE_AFTER the spool files are opened by name and read on every status poll; with
+    nothing to read the polls back off to LIVE_CAP, and the handles are closed at the end."""
+    guest = ScriptedGuest(os_id="debian", seconds=2.5)
+    with FakeAgent(guest) as agent:
+        run = qgactl("--socket", agent.path, "exec", "--", "quiet")
+    assert run.code == 2, run.stderr
+    opened = [arguments["path"] for arguments in guest.sent("guest-file-open")]
+    assert sorted(path.rsplit(".", 1)[1] for path in opened) == ["err", "out"]
+    assert all(arguments["mode"] == "r" for arguments in guest.sent("guest-file-open"))
+    assert len(guest.sent("guest-file-close")) == 2
+    reads = [t for t, r in guest.requests if r["execute"] == "guest-file-read"]
+    assert reads and reads[0] - guest.requests[0][0] >= 0.4  # not before LIVE_AFTER
+    gaps = [later - earlier for earlier, later in zip(reads[::2], reads[2::2])]
+    assert max(gaps) >= 0.2  # backed off while quiet
+    assert len(guest.requests) <= 55  # 2.5 s: about 15 polls, then 3 calls a quarter second

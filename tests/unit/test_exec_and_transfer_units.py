@@ -10,7 +10,7 @@ import pytest
 
 from qgactl import guest_exec, transfer
 from qgactl.commands.files import _side
-from qgactl.errors import AgentCommandError, InvalidUsage
+from qgactl.errors import AgentCommandError, InvalidUsage, QgactlError
 from qgactl.render import Terminal
 
 
@@ -126,3 +126,45 @@ def test_socket_targets_are_colon_path_only() -> None:
         _side(_App("/s"), "vm1:/etc/x")  # type: ignore[arg-type]
     with pytest.raises(InvalidUsage):
         _side(_App(), "vm1:")  # type: ignore[arg-type]
+
+
+def test_max_failures_starts_no_target_once_that_many_failed() -> None:
+    from qgactl import fanout
+
+    started: list[int] = []
+
+    def job(number: int) -> int:
+        started.append(number)
+        if number in (0, 2):
+            raise QgactlError(f"{number} failed")
+        return number
+
+    outcomes = fanout.run_all(range(6), job, 1, max_failures=2)
+    assert started == [0, 1, 2]
+    assert [o.value for o in outcomes[:3]] == [None, 1, None]
+    assert all(isinstance(o.error, fanout.NotStarted) for o in outcomes[3:])
+    # What counts as failed is the caller's: here an odd value.
+    outcomes = fanout.run_all(
+        range(6), lambda n: n, 1, max_failures=1, failed=lambda o: o.value % 2
+    )
+    assert [o.ok for o in outcomes] == [True, True, False, False, False, False]
+
+
+def test_several_targets_lines_keep_their_prefix_and_a_partial_line_waits() -> None:
+    from qgactl.commands import execute
+
+    class Printer:
+        def __init__(self) -> None:
+            self.written: list[tuple[int, bytes]] = []
+
+        def write(self, index: int, data: bytes) -> None:
+            self.written.append((index, data))
+
+    printer = Printer()
+    lines = execute._Lines(printer, "vm1", 1)  # type: ignore[arg-type]
+    lines.write(b"one\ntw")
+    lines.write(b"o\nthr")
+    assert printer.written == [(1, b"vm1: one\n"), (1, b"vm1: two\n")]
+    lines.write(b"ee")
+    lines.close()
+    assert printer.written[-1] == (1, b"vm1: three\n")
