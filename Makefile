@@ -71,7 +71,7 @@ bench: deps venv
 	$(PY) bench/run.py
 
 completions: venv
-	$(PY) -m qgactl.completion_scripts completions
+	$(PY) lab/write_completions.py completions
 
 # The committed scripts (a test keeps them fresh), where each shell looks for them by name.
 install-completions:

@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 
 class Outcome(NamedTuple):
-    target: Any  # a targets.Target, or whatever run_all was given
+    target: Any  # a targeting.Target, or whatever run_all was given
     value: Any = None
     error: QgactlError | None = None
 
@@ -57,7 +57,7 @@ def run_all(targets: Sequence[T], job: Callable[[T], Any], jobs: int) -> list[Ou
 
 
 def _one(target: T, job: Callable[[T], Any]) -> Outcome:
-    failure = getattr(target, "failure", None)  # a targets.Target that could not be named
+    failure = getattr(target, "failure", None)  # a targeting.Target that could not be named
     if failure is not None:
         return Outcome(target, error=failure)
     try:

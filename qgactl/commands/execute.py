@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qgactl import completion, fanout, guest_exec, targets
+from qgactl import completion, fanout, guest_exec, targeting
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.errors import ExitCode, InvalidUsage, QgactlError
@@ -17,7 +17,7 @@ from qgactl.signals import DeferredSignals
 
 if TYPE_CHECKING:
     from qgactl.fanout import Outcome
-    from qgactl.targets import Target
+    from qgactl.targeting import Target
 
 
 @click.command()
@@ -102,7 +102,7 @@ def _exec(
     for pair in env:
         if "=" not in pair or pair.startswith("="):
             raise InvalidUsage(f"--env {pair!r}: expected NAME=VALUE")
-    chosen = targets.resolve(app, named, all_domains=all_domains)
+    chosen = targeting.resolve(app, named, all_domains=all_domains)
     as_json = app.terminal.output == "json" and app.output_requested == "json"
 
     def run(target: Target, stdout: Any, stderr: Any, stdin: Any) -> guest_exec.ExecResult:

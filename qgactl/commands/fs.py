@@ -15,14 +15,14 @@ from typing import Any
 
 import click
 
-from qgactl import completion, freeze, tables, targets, watchdog
+from qgactl import completion, freeze, tables, targeting, watchdog
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
 from qgactl.errors import ExitCode, InvalidUsage
 from qgactl.freeze import AlreadyFrozen
 from qgactl.signals import DeferredSignals
-from qgactl.targets import Target
+from qgactl.targeting import Target
 
 FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: the default 5 s is too short
 
@@ -101,7 +101,7 @@ def fsfreeze(
         raise InvalidUsage("--freeze or --thaw, not both", hint="see qgactl fsfreeze --help")
     action = "freeze" if freeze_ else "thaw" if thaw else None
     _check_options(action, mountpoints, auto_thaw, command, timeout_run)
-    chosen = targets.resolve(app, domain)
+    chosen = targeting.resolve(app, domain)
     failed = next((target.failure for target in chosen.items if target.failure), None)
     if failed is not None:
         raise failed
