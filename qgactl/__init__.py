@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from qgactl.api import CommandFailed, Completed, Fleet, Guest, Result, connect, targets
+    from qgactl.api import (
+        CommandFailed,
+        Completed,
+        Fleet,
+        Guest,
+        Result,
+        connect,
+        doctor,
+        targets,
+    )
     from qgactl.errors import (
         AgentCommandError,
         AgentTimeout,
@@ -49,10 +58,11 @@ __all__ = [
     "XmlPatchRefused",
     "__version__",
     "connect",
+    "doctor",
     "targets",
 ]
 # These come from qgactl.api; the rest of __all__ is the error tree (qgactl.errors).
-_API = {"CommandFailed", "Completed", "Fleet", "Guest", "Result", "connect", "targets"}
+_API = {"CommandFailed", "Completed", "Fleet", "Guest", "Result", "connect", "doctor", "targets"}
 
 
 def __getattr__(name: str) -> Any:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from qgactl.agent import Agent
+    from qgactl.doctor import Check
     from qgactl.guest_exec import ExecResult
     from qgactl.guestfile import Progress, Sink
     from qgactl.models import (
@@ -92,12 +93,38 @@ def connect(
 
     Nothing is contacted yet: the first call opens the agent (NotFound, AgentUnavailable...).
     """
+    _one_target(domain, socket)
+    connector = Connector(timeout=timeout, transport=transport)
+    return Guest(connector, domain=domain, socket=socket, uri=uri)
+
+
+def doctor(
+    domain: str | None = None,
+    *,
+    uri: str | None = None,
+    socket: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: str = "auto",
+) -> list[Check]:
+    """Why doesn't the agent answer? ``qgactl doctor``'s checks as data, in order: each a
+    ``Check`` with ``check`` (its name), ``status`` ("pass", "fail", "skipped"), ``detail``,
+    ``fix`` and ``exit_code``. The first failure skips the checks after it. Never raises for
+    what it finds; only for bad arguments."""
+    from qgactl.doctor import Doctor
+
+    _one_target(domain, socket)
+    connector = Connector(timeout=timeout, transport=transport)
+    try:
+        return Doctor(connector, domain=domain, socket=socket, uri=uri).run()
+    finally:
+        connector.close()
+
+
+def _one_target(domain: str | None, socket: str | None) -> None:
     if bool(domain) == bool(socket):
         raise InvalidUsage(
             "give either a domain or a socket", hint='qgactl.connect("vm1") or connect(socket=...)'
         )
-    connector = Connector(timeout=timeout, transport=transport)
-    return Guest(connector, domain=domain, socket=socket, uri=uri)
 
 
 class Guest:

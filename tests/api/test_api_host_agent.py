@@ -75,3 +75,15 @@ def test_targets_over_a_socket_glob(host_agent, tmp_path):
     assert [result.guest.socket for result in results] == [str(host_agent.socket_path), missing]
     assert results[0].ok and results[0].value
     assert isinstance(results[1].error, qgactl.NotFound)
+
+
+def test_doctor_returns_the_checks_as_data(host_agent, tmp_path):
+    checks = qgactl.doctor(socket=str(host_agent.socket_path))
+    assert [c.check for c in checks] == ["socket", "ping", "version", "frozen", "disabled"]
+    by_name = {c.check: c for c in checks}
+    assert by_name["ping"].status == "pass"
+    assert "guest-exec" in by_name["disabled"].detail  # the fixture's blocklist, as data
+
+    missing = qgactl.doctor(socket=str(tmp_path / "gone.sock"))
+    assert (missing[0].status, missing[0].exit_code) == ("fail", qgactl.ExitCode.NOT_FOUND)
+    assert {c.status for c in missing[1:]} == {"skipped"}
