@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from qgactl.agent import Agent
-    from qgactl.doctor import Check
+    from qgactl.diagnose import Check
     from qgactl.guest_exec import ExecResult
     from qgactl.guestfile import Progress, Sink
     from qgactl.models import (
@@ -110,7 +110,7 @@ def doctor(
     ``Check`` with ``check`` (its name), ``status`` ("pass", "fail", "skipped"), ``detail``,
     ``fix`` and ``exit_code``. The first failure skips the checks after it. Never raises for
     what it finds; only for bad arguments."""
-    from qgactl.doctor import Doctor
+    from qgactl.diagnose import Doctor
 
     _one_target(domain, socket)
     connector = Connector(timeout=timeout, transport=transport)

@@ -1,4 +1,4 @@
-"""`qgactl doctor`: why doesn't the agent answer? The checks (qgactl/doctor.py), rendered."""
+"""`qgactl doctor`: why doesn't the agent answer? The checks (qgactl/diagnose.py), rendered."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from qgactl import completion, tables
 from qgactl.app import App, pass_app
-from qgactl.doctor import Doctor
+from qgactl.diagnose import Doctor
 from qgactl.errors import ExitCode
 
 
