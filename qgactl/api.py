@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         AuthorizedKeys,
         Filesystem,
         GuestInfo,
+        NetworkInterface,
         OsInfo,
         PowerResult,
         TrimResult,
@@ -224,6 +225,10 @@ class Guest:
 
     def hostname(self) -> str:
         return self._using(lambda agent: agent.hostname().host_name)
+
+    def interfaces(self) -> tuple[NetworkInterface, ...]:
+        """The guest's network interfaces and their IP addresses."""
+        return self._using(lambda agent: agent.interfaces())
 
     def fsinfo(self) -> tuple[Filesystem, ...]:
         return self._using(lambda agent: agent.fsinfo())
