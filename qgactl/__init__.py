@@ -23,8 +23,10 @@ if TYPE_CHECKING:
         Fleet,
         Guest,
         Result,
+        add_channel,
         connect,
         doctor,
+        remove_channel,
         targets,
     )
     from qgactl.errors import (
@@ -57,12 +59,25 @@ __all__ = [
     "Result",
     "XmlPatchRefused",
     "__version__",
+    "add_channel",
     "connect",
     "doctor",
+    "remove_channel",
     "targets",
 ]
 # These come from qgactl.api; the rest of __all__ is the error tree (qgactl.errors).
-_API = {"CommandFailed", "Completed", "Fleet", "Guest", "Result", "connect", "doctor", "targets"}
+_API = {
+    "CommandFailed",
+    "Completed",
+    "Fleet",
+    "Guest",
+    "Result",
+    "add_channel",
+    "connect",
+    "doctor",
+    "remove_channel",
+    "targets",
+}
 
 
 def __getattr__(name: str) -> Any:

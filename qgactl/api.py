@@ -28,11 +28,13 @@ from typing import IO, TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 from qgactl.connector import Connector
 from qgactl.errors import InvalidUsage
+from qgactl.wire import DEFAULT_CHANNEL
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from qgactl.agent import Agent
+    from qgactl.agentchannel import ChannelChange, ChannelEdit
     from qgactl.diagnose import Check
     from qgactl.guest_exec import ExecResult
     from qgactl.guestfile import Progress, Sink
@@ -119,6 +121,73 @@ def doctor(
         return Doctor(connector, domain=domain, socket=socket, uri=uri).run()
     finally:
         connector.close()
+
+
+def add_channel(
+    domain: str,
+    *,
+    uri: str | None = None,
+    name: str = DEFAULT_CHANNEL,
+    path: str | None = None,
+    address: tuple[int, int, int] | None = None,
+    config: bool = False,
+    live: bool = False,
+    dry_run: bool = False,
+) -> ChannelChange:
+    """Add the guest agent's channel (and a virtio-serial controller if needed) to a libvirt
+    domain, as ``qgactl add-channel``: by default to its persistent configuration and, when it
+    runs, hot-plugged into the live domain (``config`` / ``live`` choose one). Another ``name``
+    than libvirt's own is a dedicated channel and needs a host socket ``path``; ``address``
+    pins its virtio-serial port (controller, bus, port). Already there: nothing changes.
+
+    Returns a ``ChannelChange`` (``config``, ``live``, ``added_controller``,
+    ``restart_needed``, ``notes``; with ``dry_run``, the XML ``diff`` and no change). A refusal
+    (XmlPatchRefused, InvalidUsage...) comes before anything changed; a live failure after the
+    configuration changed raises an error that says exactly that."""
+    from qgactl import agentchannel
+
+    if name != DEFAULT_CHANNEL and path is None:
+        raise InvalidUsage(
+            f"the channel {name} needs a socket path",
+            hint="libvirt holds only org.qemu.guest_agent.0 itself",
+        )
+    return _edit_channel(
+        agentchannel.adding(name, path, address), domain, uri, config, live, dry_run
+    )
+
+
+def remove_channel(
+    domain: str,
+    *,
+    uri: str | None = None,
+    name: str = DEFAULT_CHANNEL,
+    config: bool = False,
+    live: bool = False,
+    dry_run: bool = False,
+) -> ChannelChange:
+    """Remove the agent's channel ``name`` from a domain (``add_channel``'s opposite; the
+    virtio-serial controller stays)."""
+    from qgactl import agentchannel
+
+    return _edit_channel(agentchannel.removing(name), domain, uri, config, live, dry_run)
+
+
+def _edit_channel(
+    op: ChannelEdit, domain: str, uri: str | None, config: bool, live: bool, dry_run: bool
+) -> ChannelChange:
+    from qgactl import agentchannel
+    from qgactl.discover import Libvirt
+
+    libvirt = Libvirt(uri)
+    try:
+        change = agentchannel.edit(
+            libvirt, op, domain, config_opt=config, live_opt=live, dry_run=dry_run
+        )
+    finally:
+        libvirt.close()
+    if change.half_done is not None:
+        raise change.half_done
+    return change
 
 
 def _one_target(domain: str | None, socket: str | None) -> None:

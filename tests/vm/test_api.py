@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import subprocess
 
 import pytest
 
@@ -121,3 +123,40 @@ def test_targets_glob_and_a_missing_name(lab_domain):
     assert [r.guest.domain for r in results] == [lab_domain, "qgactl-test-nope"]
     assert results[0].ok and results[0].value
     assert isinstance(results[1].error, qgactl.NotFound)
+
+
+@pytest.fixture
+def defined_without_channel(libvirt_ready: str):
+    """A domain of this test alone, defined and shut off, with no agent channel."""
+    name = lab.test_domain_name("api-chan")
+    try:
+        yield lab.start_domain(name, agent_channel=False, start=False)
+    finally:
+        lab.destroy_and_undefine(name)
+
+
+def _inactive_channels(domain: lab.LabDomain) -> list[str]:
+    xml = subprocess.run(
+        ["virsh", "-c", domain.uri, "dumpxml", "--inactive", domain],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return re.findall(r"<target type='virtio' name='([^']+)'", xml)
+
+
+def test_add_and_remove_channel(defined_without_channel):
+    domain = defined_without_channel
+    assert _inactive_channels(domain) == []
+    dry = qgactl.add_channel(domain, uri=domain.uri, dry_run=True)
+    assert "org.qemu.guest_agent.0" in (dry.diff or "") and not dry.config
+    assert _inactive_channels(domain) == []  # a dry run changes nothing
+
+    added = qgactl.add_channel(domain, uri=domain.uri)
+    assert (added.config, added.live, added.restart_needed) == (True, False, False)
+    assert _inactive_channels(domain) == ["org.qemu.guest_agent.0"]
+    again = qgactl.add_channel(domain, uri=domain.uri)
+    assert not again.config  # already there: nothing to do
+
+    removed = qgactl.remove_channel(domain, uri=domain.uri)
+    assert removed.config and _inactive_channels(domain) == []
+    with pytest.raises(qgactl.InvalidUsage):
+        qgactl.add_channel(domain, uri=domain.uri, name="org.qemu.guest_agent.1")  # no path
