@@ -15,6 +15,8 @@ PACKAGES=(
     # the qemu-ga 10.0 flavour: trixie's .debs checked against Debian's keys, their ELF NEEDED
     # entries read with readelf (lab/fetch-qga10.sh, lab/build-guest.sh)
     debian-archive-keyring binutils
+    # the debian12 flavour (lab/build-debian.sh): debootstrap a real Debian 12, qcow2 overlays
+    debootstrap qemu-utils
     # the venv's interpreter (Debian's own python3, see the Makefile) and building
     # libvirt-python from PyPI for it
     python3 python3-venv python3-dev libvirt-dev pkg-config gcc

@@ -15,6 +15,13 @@ Flavours (``flavour=`` of PlainQemuGuest, start_domain, define_and_start, prepar
     "host"   (default) the host's qemu-ga: 7.2 on Debian 12          initrd.img
     "qga10"  Debian 13's qemu-ga 10.0 with trixie's own libraries    initrd-qga10.img
              (guest-get-load, guest-network-get-route, capture-output modes, ...)
+    "debian12"  (libvirt only: start_domain) a real Debian 12 system: systemd as PID 1, Debian's
+             qemu-guest-agent 7.2 package and unit, bash, util-linux (script), python3, vim-tiny,
+             less, procps; user qgauser (no password) logged in on ttyS0, which is a pty
+             (`virsh console` works; console.log still gets everything). Built once by
+             lab/build-debian.sh into a cache outside the worktree (DEBIAN_CACHE, keyed by the
+             script's hash); each domain boots a qcow2 overlay on the cached raw image (its
+             writes never reach the cache), 1 GiB, first agent answer in 15-30 s under TCG.
 
 Import it as ``from lab import lab`` with the repo root on sys.path (tests/vm/conftest.py does),
 or run it as a script: ``python3 lab/lab.py ...``.
@@ -25,6 +32,8 @@ Build and daemons
                                                  kernel_version); .initrd_of(flavour)
     existing_paths() -> Paths                    the same without building (LabError if absent)
     fresh_data_disk(dest) -> Path                copy of the pristine ext4 data disk
+    build_debian(force=False) -> Path            run build-debian.sh; the cache folder (base.img,
+                                                 vmlinuz, initrd.img, kernel.version)
     ensure_libvirtd(timeout=30.0) -> None        start virtlogd/libvirtd if needed, wait for virsh;
                                                  calls fix_kvm_permissions() first
     fix_kvm_permissions() -> bool                /dev/kvm 0600 -> group kvm 0660 (as udev does);
@@ -82,7 +91,8 @@ A second libvirt host
         .uri  .start(timeout=30)  .stop()        namespace; .uri is qemu+unix://...?socket=
 
 CLI
-    python3 lab/lab.py build | libvirtd | demo-start NAME [--flavour F] | stop NAME | cleanup
+    python3 lab/lab.py build | build-debian | libvirtd | demo-start NAME [--flavour F]
+                       | stop NAME | cleanup
     python3 lab/lab.py idle-cpu [--flavour F] [--settle S] [--seconds S]
                                                  boot time and idle CPU of a plain QEMU guest
 """
@@ -122,6 +132,11 @@ VCPUS = 2  # qemu-ga reads /sys/devices/system/cpu: cpu0 has no `online` file, c
 GUEST_MAC = "52:54:00:12:34:56"  # QEMU's default first MAC; /init gives eth0 10.0.2.15/24
 FLAVOURS = {"host": "initrd.img", "qga10": "initrd-qga10.img"}  # flavour -> initrd in BUILD_DIR
 DEFAULT_FLAVOUR = "host"
+DEBIAN = "debian12"  # the real-distribution flavour (build-debian.sh), libvirt only
+DEBIAN_CACHE = Path(os.environ.get("QGACTL_DEBIAN_CACHE", "/var/lib/qgactl-lab/debian12"))
+DEBIAN_CMDLINE = "root=/dev/vda rw console=ttyS0 panic=-1"
+DEBIAN_MEMORY_MIB = 1024
+DEBIAN_BOOT_TIMEOUT = 180.0  # per attempt: 15 s on a quiet machine, 30 s while others boot
 
 
 class LabError(RuntimeError):
@@ -156,6 +171,16 @@ def build_guest(force: bool = False) -> Paths:
     if proc.returncode != 0:
         raise LabError(f"build-guest.sh failed ({proc.returncode}):\n{proc.stdout}")
     return existing_paths()
+
+
+def build_debian(force: bool = False) -> Path:
+    """Build (or reuse) the Debian 12 guest; its cache folder (LabError with the output)."""
+    cmd = ["bash", str(LAB_DIR / "build-debian.sh")] + (["--force"] if force else [])
+    env = {**os.environ, "QGACTL_DEBIAN_CACHE": str(DEBIAN_CACHE)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise LabError(f"build-debian.sh failed ({proc.returncode}):\n{proc.stderr}")
+    return Path(proc.stdout.split()[-1])
 
 
 def existing_paths() -> Paths:
@@ -672,23 +697,34 @@ def domain_dir(name: str) -> Path:
 def prepare_domain_files(name: str, flavour: str = DEFAULT_FLAVOUR) -> Path:
     """Fresh lab-owned copies of kernel, the flavour's initrd and data disk for one domain
     (libvirt chowns the files a running domain uses), plus chan/ for a dedicated socket, owned
-    by QEMU's user."""
+    by QEMU's user. debian12: the guest's kernel and initrd, and disk.qcow2, an overlay whose
+    backing file is the cached image (which the domain never writes)."""
     _check_name(name)
-    paths = existing_paths()
-    initrd = paths.initrd_of(flavour)
     d = domain_dir(name)
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True, mode=0o755)
     for p in (STATE_DIR, STATE_DIR / "domains"):
         os.chmod(p, 0o755)
+    (d / "chan").mkdir()
+    _chown_to_qemu(d / "chan")
+    if flavour == DEBIAN:
+        cache = build_debian()
+        shutil.copyfile(cache / "vmlinuz", d / "vmlinuz")
+        shutil.copyfile(cache / "initrd.img", d / "initrd.img")
+        subprocess.run(
+            [_need("qemu-img"), "create", "-q", "-f", "qcow2", "-F", "raw",
+             "-b", str(cache / "base.img"), str(d / "disk.qcow2")],
+            check=True,
+        )  # fmt: skip
+        return d
+    paths = existing_paths()
+    initrd = paths.initrd_of(flavour)
     shutil.copyfile(paths.kernel, d / "vmlinux")
     # The compressed kernel too: an S3 resume needs the BIOS path (see start_domain's bzimage).
     shutil.copyfile(paths.build_dir / "vmlinuz", d / "vmlinuz")
     shutil.copyfile(initrd, d / "initrd.img")
     shutil.copyfile(paths.data_img, d / "data.img")
-    (d / "chan").mkdir()
-    _chown_to_qemu(d / "chan")
     return d
 
 
@@ -703,6 +739,7 @@ def domain_xml(
     initrd: os.PathLike[str] | str | None = None,
     console_log: os.PathLike[str] | str | None = None,
     memory_mib: int = 256,
+    debian: bool = False,
 ) -> str:
     """Domain XML for the lab guest (TCG, pc, ACPI, direct kernel boot, virtio-serial
     controller always present so channels can be hot-plugged, 2 vCPUs, on_reboot restart so
@@ -711,13 +748,20 @@ def domain_xml(
     The NIC is <interface type='udp'> to 127.0.0.1:9 (QEMU's -netdev socket,udp=): no bridge,
     tap or libvirt network on the host, and whatever the guest sends ends at loopback.
     <interface type='user'> works in libvirt 9.0's qemu:///system too, but libvirt cannot ask
-    for slirp's restrict=on, so a guest could reach the outside through it."""
+    for slirp's restrict=on, so a guest could reach the outside through it.
+
+    ``debian``: the debian12 flavour: its own kernel, disk.qcow2 as root file system, 1 GiB,
+    and the serial port a pty (for `virsh console` to its getty) logged to console_log."""
     d = domain_dir(name)
-    kernel = kernel or d / "vmlinux"
+    kernel = kernel or d / ("vmlinuz" if debian else "vmlinux")
     initrd = initrd or d / "initrd.img"
-    data_disk = data_disk or d / "data.img"
+    data_disk = data_disk or d / ("disk.qcow2" if debian else "data.img")
     console_log = console_log or d / "console.log"
-    cmdline = KERNEL_CMDLINE + (" qgactl.noagent" if noagent else "")
+    cmdline = DEBIAN_CMDLINE if debian else KERNEL_CMDLINE
+    cmdline += " qgactl.noagent" if noagent else ""
+    disk_format = "qcow2" if debian else "raw"
+    memory_mib = DEBIAN_MEMORY_MIB if debian else memory_mib
+    serial_type = "pty" if debian else "file"
 
     def q(v: object) -> str:
         return quoteattr(os.fspath(v) if isinstance(v, os.PathLike) else str(v))
@@ -752,7 +796,7 @@ def domain_xml(
   <on_crash>destroy</on_crash>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
+      <driver name='qemu' type='{disk_format}'/>
       <source file={q(data_disk)}/>
       <target dev='vda' bus='virtio'/>
     </disk>
@@ -764,18 +808,24 @@ def domain_xml(
       <model type='virtio'/>
     </interface>
     <controller type='virtio-serial' index='0'/>{chans}
-    <serial type='file'>
-      <source path={q(console_log)} append='on'/>
+    <serial type='{serial_type}'>
+      {_console_source(serial_type, q(console_log))}
       <target port='0'/>
     </serial>
-    <console type='file'>
-      <source path={q(console_log)} append='on'/>
+    <console type='{serial_type}'>
+      {_console_source(serial_type, q(console_log))}
       <target type='serial' port='0'/>
     </console>
     <memballoon model='none'/>
   </devices>
 </domain>
 """
+
+
+def _console_source(serial_type: str, quoted_log: str) -> str:
+    if serial_type == "pty":
+        return f"<log file={quoted_log} append='on'/>"
+    return f"<source path={quoted_log} append='on'/>"
 
 
 def live_xml(name: str, uri: str = URI) -> str:
@@ -950,9 +1000,12 @@ def start_domain(
     if wait_agent is None:
         wait_agent = agent_channel and not noagent
     dedicated_path = domain_dir(name) / "chan" / "qga.1.sock" if dedicated else None
+    if flavour == DEBIAN and timeout == BOOT_TIMEOUT:
+        timeout = DEBIAN_BOOT_TIMEOUT
     xml = domain_xml(
         name, agent_channel=agent_channel, dedicated_channel_path=dedicated_path,
         noagent=noagent, kernel=domain_dir(name) / "vmlinuz" if bzimage else None,
+        debian=flavour == DEBIAN,
     )  # fmt: skip
     secs = define_and_start(
         name, xml, wait_agent=wait_agent, timeout=timeout, uri=uri, define_only=not start,
@@ -997,11 +1050,13 @@ def _main(argv: Iterable[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the guest into lab/build")
     b.add_argument("--force", action="store_true")
+    bd = sub.add_parser("build-debian", help="build (or find) the cached Debian 12 guest")
+    bd.add_argument("--force", action="store_true")
     sub.add_parser("libvirtd", help="start virtlogd + libvirtd if needed")
     ds = sub.add_parser("demo-start", help="build, start libvirtd, boot a domain with .0 + .1")
     ds.add_argument("name")
     ds.add_argument("--noagent", action="store_true")
-    ds.add_argument("--flavour", choices=sorted(FLAVOURS), default=DEFAULT_FLAVOUR)
+    ds.add_argument("--flavour", choices=sorted([*FLAVOURS, DEBIAN]), default=DEFAULT_FLAVOUR)
     st = sub.add_parser("stop", help="destroy + undefine a lab domain")
     st.add_argument("name")
     sub.add_parser("cleanup", help="remove qgactl-test-<pid>-* domains of dead processes")
@@ -1016,6 +1071,10 @@ def _main(argv: Iterable[str] | None = None) -> int:
             t0 = time.monotonic()
             p = build_guest(force=args.force)
             _log(f"guest ready in {p.build_dir} ({time.monotonic() - t0:.1f}s)")
+        elif args.cmd == "build-debian":
+            t0 = time.monotonic()
+            cache = build_debian(force=args.force)
+            _log(f"Debian 12 guest ready in {cache} ({time.monotonic() - t0:.1f}s)")
         elif args.cmd == "libvirtd":
             ensure_libvirtd()
             _log("libvirtd answers on " + URI)

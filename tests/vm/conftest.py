@@ -20,6 +20,9 @@ Fixtures (all session-scoped):
                               on the libvirt-held .0; .dedicated_socket = path of the .1 socket
                               (direct clients); .uri .console_log .dir .boot_seconds
     lab_domain10              the same with flavour "qga10": Debian 13's qemu-ga 10.0
+    debian_domain             LabDomain, flavour "debian12": a real Debian 12 (systemd, Debian's
+                              qemu-guest-agent 7.2, bash, python3, script, vi); built once into
+                              lab.DEBIAN_CACHE by lab/build-debian.sh (~2 min), boots in 15-30 s
     domain_off                LabDomain defined and shut off (agent channel configured)
     domain_no_channel         LabDomain running, no agent channel (virtio-serial controller only)
     second_host               lab.SecondLibvirtd: a second libvirtd; .uri reaches it
@@ -193,6 +196,12 @@ def second_host_domain(second_host: lab.SecondLibvirtd) -> Iterator[lab.LabDomai
 @pytest.fixture(scope="session")
 def lab_domain10(libvirt_ready: str) -> Iterator[lab.LabDomain]:
     yield from _domain("lab10", dedicated=True, flavour="qga10")
+
+
+@pytest.fixture(scope="session")
+def debian_domain(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    _require("debootstrap", "qemu-img", "mkfs.ext4")
+    yield from _domain("deb12", flavour=lab.DEBIAN)
 
 
 @pytest.fixture(scope="session")

@@ -504,3 +504,30 @@ def test_qga10_through_libvirt(conn: Any, lab_domain10: lab.LabDomain) -> None:
     dom = conn.lookupByName(lab_domain10)
     assert agent(dom, "guest-info")["version"].startswith(AGENT_VERSIONS["qga10"])
     assert set(agent(dom, "guest-get-load")) == {"load1m", "load5m", "load15m"}
+
+
+def test_debian12_is_a_real_debian_system(conn: Any, debian_domain: lab.LabDomain) -> None:
+    """What `qgactl shell` and the Ansible tests rely on: systemd as PID 1, Debian's own
+    qemu-guest-agent 7.2, bash, python3 and script(1), a user with a home."""
+    raw = libvirt_raw(conn.lookupByName(debian_domain))
+    assert raw("guest-info", None)["version"].startswith("7.2.")
+    assert raw("guest-get-osinfo", None)["version-id"] == "12"
+    script = (
+        "cat /proc/1/comm; dpkg-query -W -f='${Version}\\n' qemu-guest-agent; "
+        "bash -c 'echo $BASH_VERSION'; python3 -c 'import pty; print(\"pty\")'; "
+        "script --version; getent passwd qgauser | cut -d: -f6,7; "
+        "test -d /home/qgauser && echo home"
+    )
+    pid = raw("guest-exec", {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True})
+    deadline = time.monotonic() + 30
+    while not (status := raw("guest-exec-status", {"pid": pid["pid"]}))["exited"]:
+        assert time.monotonic() < deadline, "guest-exec did not finish"
+        time.sleep(0.1)
+    lines = base64.b64decode(status.get("out-data", "")).decode().splitlines()
+    assert status["exitcode"] == 0, lines
+    assert lines[0] == "systemd"
+    assert lines[1].startswith("1:7.2+dfsg")
+    assert lines[2].startswith("5.2")
+    assert lines[3] == "pty"
+    assert lines[4].startswith("script from util-linux")
+    assert lines[5:] == ["/home/qgauser:/bin/bash", "home"]
