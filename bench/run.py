@@ -4,7 +4,8 @@
     .venv/bin/python bench/run.py                 # every section
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
                                                   # imports, completion, deb, exec, fleet-exec,
-                                                  # transfer, guestinfo, fleet-guestinfo
+                                                  # transfer, guestinfo, fleet-guestinfo,
+                                                  # ansible
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -313,6 +314,12 @@ def bench_fleet_guestinfo() -> None:
     guestinfo.bench_fleet_guestinfo()
 
 
+def bench_ansible() -> None:
+    from bench import ansible
+
+    ansible.bench_ansible()
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "socket": bench_socket,
     "libvirt": bench_libvirt,
@@ -325,6 +332,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "transfer": bench_transfer,
     "guestinfo": bench_guestinfo,
     "fleet-guestinfo": bench_fleet_guestinfo,
+    "ansible": bench_ansible,
 }
 
 

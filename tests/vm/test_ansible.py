@@ -258,3 +258,51 @@ def test_inventory_over_two_hosts(lab_domain, second_host, second_host_domain, c
     assert {r["host"] for r in run.records if r["status"] == "ok"} == {
         lab_domain, second_host_domain
     }
+
+
+# -- a real Debian 12 guest with python3: ordinary modules, both plugins --------------------
+
+PLAYBOOKS = ansiblelab.ROOT / "lab" / "ansible"
+
+
+def _sh_raw(conn, domain: str):
+    from tests.vm.guestside import libvirt_raw
+
+    return Target(domain, [], [domain], libvirt_raw(conn.lookupByName(domain)))
+
+
+@pytest.mark.parametrize("plugin", ["qgactl", "community"])
+def test_ordinary_modules_on_debian(plugin, debian_domain, conn, collections, tmp_path):
+    """Ours with Ansible's defaults; community.libvirt with its remote-tmp workaround (an
+    absolute ansible_remote_tmp: issue #161), as the reference."""
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(20 * 1024 * 1024))
+    digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+    fetched = tmp_path / "fetched.bin"
+    host = {"ansible_connection": CONNECTIONS[plugin], "ansible_libvirt_uri": debian_domain.uri,
+            "ansible_python_interpreter": "/usr/bin/python3"}  # fmt: skip
+    if plugin == "community":
+        host["ansible_remote_tmp"] = "/tmp/.ansible-reference"
+    inventory = _inventory(tmp_path / "inventory.json", {debian_domain: host})
+    run = ansiblelab.run_playbook(
+        PLAYBOOKS / "modules.yml", inventory, collections,
+        args=("-e", json.dumps({"payload": str(payload), "fetched": str(fetched)})),
+        timeout=900,
+    )  # fmt: skip
+    assert run.code == 0, run.stdout + run.stderr
+    for record in run.records:
+        expected = "failed" if record["task"] == "failing command" else "ok"
+        assert record["status"] == expected, record
+    assert run.task("facts")["msg"] == "Debian 12"
+    failing = run.task("failing command")
+    assert failing["rc"] == 2 and "No such file" in failing["stderr"]
+    conf = (PLAYBOOKS / "app.conf.j2").read_text().rstrip("\n").encode()  # lookup strips it
+    assert run.task("stdin")["stdout"].split()[0] == hashlib.sha256(conf).hexdigest()
+    assert run.task("read back")["stdout"].splitlines()[1:] == [
+        f"name = {debian_domain}", "os = Debian", "extra = yes"
+    ]
+    assert hashlib.sha256(fetched.read_bytes()).hexdigest() == digest
+    side = _sh_raw(conn, debian_domain)
+    _, out = side.sh("sha256sum /tmp/qgactl-ansible/payload.bin; stat -c %a "
+                     "/tmp/qgactl-ansible/payload.bin", 120)  # fmt: skip
+    assert out.decode().split()[0::2] == [digest, "640"]
