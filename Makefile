@@ -44,6 +44,8 @@ test-fast: venv
 test-install: venv
 	$(PY) -m pytest -m install
 
+# Every step must pass on an admin's real host, whatever else runs there: only `ping --all`
+# looks at other domains, and their failures are reported, not fatal (tests/vm/test_demo.py).
 demo: deps venv
 	$(PY) lab/lab.py demo-start $(DEMO_DOMAIN)
 	$(QGACTL) -o table domains
@@ -55,7 +57,9 @@ demo: deps venv
 	$(QGACTL) -o table info $(DEMO_DOMAIN)
 	$(QGACTL) -o table guestinfo $(DEMO_DOMAIN) --os --users --timezone --net --vcpus
 	$(QGACTL) -o table time $(DEMO_DOMAIN)
-	$(QGACTL) -o table ping --all
+	@echo "Every running domain of this host: another guest still booting, or without an agent,"
+	@echo "fails its row and makes the exit status 4; that is the host's state, not the demo's."
+	$(QGACTL) -o table ping --all || echo "(ping --all exited $$?: see the failures above)"
 	$(QGACTL) exec $(DEMO_DOMAIN) -- uname -a
 	$(QGACTL) -o json exec $(DEMO_DOMAIN) -s -- 'echo "hello from $$(hostname)"; exit 3' || true
 	@echo "12 MB of exec output through libvirt (past its 10 MiB cliff), counted on the host:"

@@ -740,6 +740,7 @@ def domain_xml(
     console_log: os.PathLike[str] | str | None = None,
     memory_mib: int = 256,
     debian: bool = False,
+    discard: bool = False,
 ) -> str:
     """Domain XML for the lab guest (TCG, pc, ACPI, direct kernel boot, virtio-serial
     controller always present so channels can be hot-plugged, 2 vCPUs, on_reboot restart so
@@ -751,7 +752,8 @@ def domain_xml(
     for slirp's restrict=on, so a guest could reach the outside through it.
 
     ``debian``: the debian12 flavour: its own kernel, disk.qcow2 as root file system, 1 GiB,
-    and the serial port a pty (for `virsh console` to its getty) logged to console_log."""
+    and the serial port a pty (for `virsh console` to its getty) logged to console_log.
+    ``discard``: the data disk passes the guest's discards (fstrim) on to its image."""
     d = domain_dir(name)
     kernel = kernel or d / ("vmlinuz" if debian else "vmlinux")
     initrd = initrd or d / "initrd.img"
@@ -796,7 +798,7 @@ def domain_xml(
   <on_crash>destroy</on_crash>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='{disk_format}'/>
+      <driver name='qemu' type='{disk_format}'{" discard='unmap'" if discard else ""}/>
       <source file={q(data_disk)}/>
       <target dev='vda' bus='virtio'/>
     </disk>
@@ -992,6 +994,7 @@ def start_domain(
     uri: str = URI,
     flavour: str = DEFAULT_FLAVOUR,
     bzimage: bool = False,
+    discard: bool = False,
 ) -> LabDomain:
     """Build the XML for a lab domain and define (+ start) it; returns a LabDomain.
 
@@ -1005,7 +1008,7 @@ def start_domain(
     xml = domain_xml(
         name, agent_channel=agent_channel, dedicated_channel_path=dedicated_path,
         noagent=noagent, kernel=domain_dir(name) / "vmlinuz" if bzimage else None,
-        debian=flavour == DEBIAN,
+        debian=flavour == DEBIAN, discard=discard,
     )  # fmt: skip
     secs = define_and_start(
         name, xml, wait_agent=wait_agent, timeout=timeout, uri=uri, define_only=not start,

@@ -292,7 +292,8 @@ class Guest:
         """The guest's OS (guest-get-osinfo): id, name, version, kernel..."""
         return self._using(lambda agent: agent.osinfo())
 
-    def hostname(self) -> str:
+    def hostname(self) -> str | None:
+        """The guest's host name (None when the agent's reply lacks it)."""
         return self._using(lambda agent: agent.hostname().host_name)
 
     def interfaces(self) -> tuple[NetworkInterface, ...]:

@@ -46,7 +46,10 @@ class App:
         self.jobs = jobs
         self.terminal = Terminal(output, debug=debug)
         self.connector = Connector(
-            timeout=timeout, transport=transport, trace=self.terminal.trace if debug else None
+            timeout=timeout,
+            transport=transport,
+            trace=self.terminal.trace if debug else None,
+            warn=self.terminal.warn,
         )
 
     @property

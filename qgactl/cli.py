@@ -97,7 +97,7 @@ def cli(
     \b
       qgactl ping vm1 vm2           is the agent up?
       qgactl info vm1               agent version and its commands
-      qgactl raw vm1 guest-get-time any agent command, like virsh qemu-agent-command
+      qgactl raw vm1 guest-get-time any agent command (virsh qemu-agent-command)
       qgactl --socket /tmp/qga.sock ping
 
     Exit codes: 0 ok, 1 internal, 2 usage, 3 domain or socket not found, 4 agent unavailable,

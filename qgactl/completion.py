@@ -158,7 +158,7 @@ def _enabled_commands(agent: Agent) -> list[str]:
 
     info = agent.info()
     refused = SYNC_COMMANDS if agent.transport.kind == "libvirt" else frozenset()
-    return [c.name for c in info.commands if c.enabled and c.name not in refused]
+    return sorted(info.enabled - refused)
 
 
 def complete_raw_words(ctx: Any, param: Any, incomplete: str) -> list[str]:
@@ -199,7 +199,7 @@ def complete_copy_paths(ctx: Any, param: Any, incomplete: str) -> list[str]:
 
 
 def _mountpoints(agent: Agent) -> list[str]:
-    return [filesystem.mountpoint for filesystem in agent.fsinfo()]
+    return [filesystem.mountpoint for filesystem in agent.fsinfo() if filesystem.mountpoint]
 
 
 def complete_mountpoints(ctx: Any, param: Any, incomplete: str) -> list[str]:

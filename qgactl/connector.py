@@ -16,7 +16,7 @@ here. No click, no printing.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from qgactl.errors import AgentUnavailable, InvalidUsage
 
@@ -32,7 +32,12 @@ class Connector:
     """Opens agents with one deadline per call (``timeout`` seconds) and one transport choice."""
 
     def __init__(
-        self, *, timeout: float = 5.0, transport: str = "auto", trace: Trace | None = None
+        self,
+        *,
+        timeout: float = 5.0,
+        transport: str = "auto",
+        trace: Trace | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         if transport not in TRANSPORTS:
             raise InvalidUsage(
@@ -41,6 +46,7 @@ class Connector:
         self.timeout = timeout
         self.transport = transport
         self.trace = trace
+        self.warn = warn  # told once what a reply lacked (Agent's warn)
         self._hosts: dict[str | None, Libvirt] = {}
         self._lock = threading.Lock()
 
@@ -69,17 +75,17 @@ class Connector:
         seconds = self.timeout if timeout is None else timeout
         trace = self.trace
         if socket:
-            return Agent(SocketTransport(socket, trace=trace), seconds)
+            return Agent(SocketTransport(socket, trace=trace), seconds, warn=self.warn)
         if not domain:
             raise InvalidUsage("missing DOMAIN", hint="name a domain, or give a socket")
         host = self.host(uri)
         found = host.lookup(domain)
         if self.transport == "libvirt":
-            return Agent(LibvirtTransport(found, trace=trace), seconds)
+            return Agent(LibvirtTransport(found, trace=trace), seconds, warn=self.warn)
         if self.transport == "socket":
             _, path = running(host, found).transport("socket", remote=host.is_remote)
             assert path is not None
-            return Agent(SocketTransport(path, trace=trace), seconds)
+            return Agent(SocketTransport(path, trace=trace), seconds, warn=self.warn)
 
         def dedicated_socket() -> str | None:
             # libvirt said "unavailable": even when its channel looks connected (libvirt's own
@@ -87,7 +93,8 @@ class Connector:
             info = host.describe(found)
             return info.fallback_socket(remote=host.is_remote) if info.running else None
 
-        return Agent(AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket), seconds)
+        auto = AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket)
+        return Agent(auto, seconds, warn=self.warn)
 
     def close(self) -> None:
         """Close every libvirt connection opened so far."""

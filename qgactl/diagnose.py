@@ -36,14 +36,46 @@ AGENT_CHECKS = ("ping", "version", "frozen", "disabled")
 LIBVIRT_DAEMONS = ("libvirtd", "virtqemud")
 UNKNOWN = "a process this user can't see"
 
-INSTALL_FIX = (
+WAIT_FIX = (
     "start the agent in the guest, or wait: the first answer can come a minute after boot "
-    "(qgactl ping --wait 60 DOMAIN). To install and enable it: Debian/Ubuntu `apt install "
-    "qemu-guest-agent`, RHEL/Fedora `dnf install qemu-guest-agent`, SUSE `zypper install "
-    "qemu-guest-agent`, then `systemctl enable --now qemu-guest-agent`; Windows: install the "
-    "virtio-win guest tools (virtio-win-guest-tools.exe on the virtio-win ISO) and start the "
-    "'QEMU Guest Agent' service"
+    "(qgactl ping --wait 60 {domain})"
 )
+# How to start (and if needed install) the agent, by OS family. Debian's and Ubuntu's unit is
+# static, started by udev when the port appears: `systemctl enable` there only prints a long
+# warning, and `start` (or `restart`) is the clean fix (PROTOCOL.md, real Debian 12 guest).
+START_FIX = {
+    "debian": "Debian/Ubuntu: `systemctl start qemu-guest-agent` (udev starts it at boot; "
+    "`apt install qemu-guest-agent` first if it is missing)",
+    "rhel": "RHEL/Fedora: `systemctl enable --now qemu-guest-agent` "
+    "(`dnf install qemu-guest-agent` first if it is missing)",
+    "suse": "SUSE: `systemctl start qemu-guest-agent` "
+    "(`zypper install qemu-guest-agent` first if it is missing)",
+    "windows": "Windows: install the virtio-win guest tools (virtio-win-guest-tools.exe on the "
+    "virtio-win ISO) and start the 'QEMU Guest Agent' service",
+}
+# libosinfo OS ids (http://debian.org/debian/12...) by vendor: the guest's OS family.
+OS_FAMILIES = {
+    "debian.org": "debian",
+    "ubuntu.com": "debian",
+    "redhat.com": "rhel",
+    "fedoraproject.org": "rhel",
+    "centos.org": "rhel",
+    "rockylinux.org": "rhel",
+    "almalinux.org": "rhel",
+    "oracle.com": "rhel",
+    "suse.com": "suse",
+    "opensuse.org": "suse",
+    "microsoft.com": "windows",
+}
+
+
+def start_fix(domain: str, os_id: str | None) -> str:
+    """What to do about an agent that is not running: the way of the guest's OS when its
+    domain XML records it (libosinfo metadata, written by virt-install), else every way."""
+    vendor = (os_id or "").split("://")[-1].split("/")[0]
+    family = OS_FAMILIES.get(vendor)
+    ways = [START_FIX[family]] if family else list(START_FIX.values())
+    return "; ".join([WAIT_FIX.format(domain=domain), *ways])
 
 
 @dataclass
@@ -134,7 +166,7 @@ class Doctor:
                 "connected",
                 f"{channel.name} is {channel.state}: the agent is not running in the guest, "
                 "or has not started yet",
-                INSTALL_FIX.replace("DOMAIN", info.name),
+                start_fix(info.name, self.guest_os(info)),
                 ExitCode.UNAVAILABLE,
             )
         if libvirt.is_remote:
@@ -143,6 +175,17 @@ class Doctor:
             self.check_socket(channel.path, direct=path is not None)
         else:
             self.skipped("socket", f"{channel.name} is a {channel.type} channel, not a socket")
+
+    def guest_os(self, info: DomainInfo) -> str | None:
+        """The guest's libosinfo OS id from its live XML, if it has one."""
+        import libvirt
+
+        from qgactl.xmlgen import guest_os_id
+
+        try:
+            return guest_os_id(info.domain.XMLDesc(0))
+        except (libvirt.libvirtError, QgactlError):  # the fix is then only less specific
+            return None
 
     def not_running(self, info: DomainInfo) -> _Stop:
         """A domain that is off: starting it helps only if its definition has an agent channel
@@ -277,7 +320,7 @@ class Doctor:
             info = agent.info()
         except QgactlError as exc:
             raise self.error("version", exc) from None
-        self.passed("version", f"qemu-ga {info.version}, {len(info.commands)} commands")
+        self.passed("version", f"qemu-ga {info.version}, {len(info.commands or ())} commands")
 
         try:
             status = agent.fsfreeze_status()

@@ -155,6 +155,15 @@ def added_in(command: str) -> str:
 
 def _agent_error_hint(command: str, desc: str) -> str | None:
     """What to do about the agent's most common refusals (its own wording, qemu-ga 7.2)."""
+    if command == "guest-set-time" and "not currently supported" in desc:
+        # qemu-ga runs hwclock for it; Debian 12 moved hwclock to util-linux-extra, which
+        # minimal and cloud images lack (PROTOCOL.md, "Seen on a real Debian 12 guest")
+        return (
+            "the guest has no hwclock, which the agent needs to set the clock: install it "
+            "(Debian/Ubuntu: apt install util-linux-extra; RHEL, Fedora, SUSE: util-linux), then "
+            "restart the agent (systemctl restart qemu-guest-agent): qemu-ga 7.2 keeps "
+            "answering this until it restarts"
+        )
     if "frozen state" in desc:
         return "the guest's filesystems are frozen: qgactl fsfreeze DOMAIN --thaw"
     if "has been disabled" in desc:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple
 
 from qgactl.agent import Agent
-from qgactl.errors import ProtocolError
+from qgactl.errors import AgentCommandError, ProtocolError
 from qgactl.models import (
     Disk,
     DiskAddress,
@@ -58,8 +58,10 @@ PART_NAMES = tuple(part.name for part in PARTS)
 def gather(agent: Agent, names: Sequence[str] = ()) -> GuestInfo:
     """The parts named (all when none are) that the agent has enabled."""
     wanted = [part for part in PARTS if not names or part.name in names]
-    enabled = agent.info().enabled
-    available = [part for part in wanted if part.command in enabled]
+    info = agent.info()
+    if info.commands is None:  # the agent doesn't list its commands: ask, and see
+        return GuestInfo(**_asking(agent, wanted))
+    available = [part for part in wanted if part.command in info.enabled]
     found: dict[str, Any] = {}
     libvirt = through_libvirt(agent.transport)
     if libvirt is not None:
@@ -68,11 +70,24 @@ def gather(agent: Agent, names: Sequence[str] = ()) -> GuestInfo:
             types = 0
             for flag in flags.values():
                 types |= flag
-            found.update(unflatten_guest_info(libvirt.guest_info(types), list(flags)))
+            params = libvirt.guest_info(types)
+            found.update(agent.build(unflatten_guest_info, params, list(flags)))
     for part in available:
         if part.name not in found:
             found[part.name] = part.call(agent)
     return GuestInfo(**found)
+
+
+def _asking(agent: Agent, parts: Sequence[Part]) -> dict[str, Any]:
+    """Each part from its agent call; those the agent lacks or blocks are left out."""
+    found = {}
+    for part in parts:
+        try:
+            found[part.name] = part.call(agent)
+        except AgentCommandError as exc:
+            if exc.error_class != "CommandNotFound":
+                raise
+    return found
 
 
 def _libvirt_flags(parts: Sequence[Part]) -> dict[str, int]:

@@ -280,32 +280,115 @@ def isatty(stream: IO[str]) -> bool:
 
 # -- tables ---------------------------------------------------------------------------------
 # Every cell goes through cell(): rich.text.Text never interprets markup, and the text is
-# already escaped.
+# already escaped. A table never loses a value (a Windows volume name, an IPv6 address, a
+# serial): it is drawn only when every column can be as wide as its longest word in the width
+# rich is given (the terminal's, or $COLUMNS, else 80 in a pipe), so that a cell wraps only
+# between words; otherwise each row becomes a block of "COLUMN: value" lines, where a value
+# longer than a line folds onto the next. Rich left to itself would cut words with "…".
+
+
+class Fitted:
+    """A table whose cells wrap only between words, or its rows as blocks of "label: value"
+    lines when the terminal is too narrow for that."""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        title: str,
+        *,
+        header: bool,
+    ) -> None:
+        self.labels = labels
+        self.rows = rows  # cells already through cell()
+        self.title = title
+        self.header = header
+
+    def table(self, widths: Sequence[int | None] = ()) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(
+            title=self.title or None, title_justify="left", show_header=self.header, box=_box()
+        )
+        for index, label in enumerate(self.labels):
+            bold = not self.header and index == 0  # a fields table's names
+            width = widths[index] if widths else None
+            table.add_column(label, style="bold" if bold else None, overflow="fold", width=width)
+        for row in self.rows:
+            table.add_row(*(Text(value) for value in row))
+        return table
+
+    def extents(self) -> tuple[list[int], list[int]]:
+        """Each column's longest line and longest word, its heading included."""
+        from rich.cells import cell_len
+
+        longest, words = [], []
+        for index, label in enumerate(self.labels):
+            lines = [
+                line
+                for text in (label, *(row[index] for row in self.rows))
+                for line in text.split("\n")
+            ]
+            longest.append(max(cell_len(line) for line in lines))
+            words.append(
+                max((cell_len(word) for line in lines for word in line.split()), default=0)
+            )
+        return longest, words
+
+    def widths(self, room: int) -> list[int] | None:
+        """Column widths that fit ``room`` (the width less rules and padding): the widest
+        columns narrowed first, as rich does, but none below its longest word, so that short
+        values ("15.0 MiB") stay on one line; None when even the longest words don't fit."""
+        longest, words = self.extents()
+        if sum(words) > room:
+            return None
+        for level in range(max(longest), -1, -1):  # at 0 every column is its longest word
+            widths = [min(most, max(least, level)) for most, least in zip(longest, words)]
+            if sum(widths) <= room:
+                return widths
+        raise AssertionError("unreachable")
+
+    def blocks(self) -> Any:
+        from rich.text import Text
+
+        text = Text(overflow="fold")
+        if self.title:
+            text.append(self.title + "\n\n")
+        # one record per row of a table; a fields table is one record already
+        records = [zip(self.labels, row) for row in self.rows] if self.header else [self.rows]
+        for number, record in enumerate(records):
+            if number:
+                text.append("\n")  # a blank line between records
+            for label, value in record:
+                indent = "\n" + " " * (len(label) + 2)  # a multi-line value stays in line
+                text.append(f"{label}:", style="bold")
+                text.append(f" {value.replace(chr(10), indent)}\n")
+        text.rstrip()
+        return text
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        table = self.table()
+        natural = table.__rich_measure__(console, options.update_width(1 << 20)).maximum
+        if natural <= options.max_width:
+            yield table
+            return
+        borders = natural - sum(self.extents()[0])  # padding and rules
+        widths = self.widths(options.max_width - borders)
+        yield self.blocks() if widths is None else self.table(widths)
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        return self.table().__rich_measure__(console, options)
 
 
 def rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> Any:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title or None, title_justify="left", box=_box())
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(Text(cell(value)) for value in row))
-    return table
+    cells = [[cell(value) for value in row] for row in rows]
+    return Fitted(columns, cells, title, header=True)
 
 
 def fields_table(pairs: Sequence[tuple[str, Any]], title: str = "") -> Any:
     """A two-column table of field names and values, for one object."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title or None, title_justify="left", show_header=False, box=_box())
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in pairs:
-        table.add_row(Text(name), Text(cell(value)))
-    return table
+    return Fitted(["", ""], [[name, cell(value)] for name, value in pairs], title, header=False)
 
 
 def sections(parts: Sequence[tuple[str, Any]]) -> Any:

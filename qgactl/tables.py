@@ -30,7 +30,6 @@ if TYPE_CHECKING:
         Memory,
         NetworkInterface,
         OsInfo,
-        PingResult,
         PowerResult,
         Route,
         Timezone,
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
         User,
         Vcpu,
     )
+    from qgactl.ping import PingResult
 
 
 def ping_table(results: Sequence[PingResult], *, hosts: bool = False) -> Any:
@@ -59,11 +59,14 @@ def ping_table(results: Sequence[PingResult], *, hosts: bool = False) -> Any:
 
 
 def info_table(info: AgentInfo) -> Any:
+    version = f"qemu-ga {escape_control(info.version or '(version not given)')}"
+    listed = info.commands
     return rows_table(
         ["COMMAND", "ENABLED", "REPLIES ON SUCCESS"],
-        [(c.name, c.enabled, c.success_response) for c in info.commands],
-        title=f"qemu-ga {escape_control(info.version)}: {len(info.commands)} commands, "
-        f"{len(info.disabled)} disabled",
+        [(c.name, c.enabled, c.success_response) for c in listed or ()],
+        title=f"{version}: no list of commands"
+        if listed is None
+        else f"{version}: {len(listed)} commands, {len(info.disabled)} disabled",
     )
 
 
@@ -74,6 +77,7 @@ def osinfo_table(info: OsInfo) -> Any:
             ("Version", info.version),
             ("ID", info.id),
             ("Variant", info.variant),
+            ("Variant ID", info.variant_id),
             ("Kernel", info.kernel_release),
             ("Kernel build", info.kernel_version),
             ("Machine", info.machine),
@@ -137,7 +141,7 @@ def fsinfo_table(filesystems: Sequence[Filesystem]) -> Any:
     )
 
 
-def _device(fs: Filesystem) -> str:
+def _device(fs: Filesystem) -> str | None:
     """The device node when the agent knows it (disk[].dev, qemu-ga 3.1+), else its name."""
     devs = [disk.dev for disk in fs.disks if disk.dev]
     return ", ".join(devs) if devs else fs.name
@@ -151,8 +155,11 @@ def _disk_text(address: DiskAddress) -> str:
 
 def _bus_text(address: DiskAddress) -> str | None:
     pci = address.pci_controller
-    if pci and pci.slot >= 0:  # -1 everywhere means the agent couldn't tell
-        return f"{address.bus_type} {pci.domain:04x}:{pci.bus:02x}:{pci.slot:02x}.{pci.function}"
+    numbers = (pci.domain, pci.bus, pci.slot, pci.function) if pci else ()
+    # -1 everywhere means the agent couldn't tell; None, that it left them out
+    if numbers and all(number is not None and number >= 0 for number in numbers):
+        domain, bus, slot, function = numbers
+        return f"{_known(address.bus_type)} {domain:04x}:{bus:02x}:{slot:02x}.{function}"
     return address.bus_type
 
 
@@ -211,17 +218,19 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _utc_seconds(seconds: float) -> str:
+def _utc_seconds(seconds: float | None) -> str | None:
     """1796113366.0 -> "2026-12-01 08:22:46" (UTC, whole seconds)."""
-    return utc_text(seconds * 1e9)[:19].replace("T", " ")
+    return None if seconds is None else utc_text(seconds * 1e9)[:19].replace("T", " ")
 
 
 def timezone_table(zone: Timezone) -> Any:
     return fields_table([("Zone", zone.zone), ("Offset", utc_offset(zone.offset))])
 
 
-def utc_offset(seconds: int) -> str:
+def utc_offset(seconds: int | None) -> str | None:
     """19800 -> "UTC+05:30", -12600 -> "UTC-03:30" (seconds left out unless there are any)."""
+    if seconds is None:
+        return None
     sign = "-" if seconds < 0 else "+"
     hours, rest = divmod(abs(seconds), 3600)
     minutes, rest = divmod(rest, 60)
@@ -233,9 +242,39 @@ def time_table(clock: GuestTime) -> Any:
         [
             ("Guest time", utc_text(clock.nanoseconds)),
             ("Seconds since the epoch", f"{clock.nanoseconds / 1e9:.6f}"),
-            ("Ahead of the host by", f"{clock.drift_seconds:+.3f} s"),
+            ("Compared with the host", drift_text(clock.drift_seconds)),
         ]
     )
+
+
+def drift_text(seconds: float) -> str:
+    """-0.755 -> "behind the host by 755 ms"; 103501855.3 -> "ahead of the host by 1197 days
+    22 h" (the JSON keeps drift_seconds)."""
+    if round(abs(seconds) * 1000) == 0:
+        return "in step with the host (within 1 ms)"
+    side = "ahead of" if seconds > 0 else "behind"
+    return f"{side} the host by {duration_text(abs(seconds))}"
+
+
+def duration_text(seconds: float) -> str:
+    """A positive span in the unit a person reads: "755 ms", "12.3 s", "4 min 5 s",
+    "3 h 20 min", "1198 days 2 h"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    for unit, size, smaller, small_size in (
+        ("days", 86400, "h", 3600),
+        ("h", 3600, "min", 60),
+        ("min", 60, "s", 1),
+    ):
+        if whole >= size:
+            count, rest = divmod(whole, size)
+            name = "day" if unit == "days" and count == 1 else unit
+            rest //= small_size
+            return f"{count} {name}" + (f" {rest} {smaller}" if rest else "")
+    raise AssertionError("unreachable")
 
 
 def net_table(interfaces: Sequence[NetworkInterface]) -> Any:
@@ -246,13 +285,23 @@ def net_table(interfaces: Sequence[NetworkInterface]) -> Any:
             (
                 i.name,
                 i.hardware_address,
-                tuple(f"{a.address}/{a.prefix}" for a in i.addresses),
+                tuple(_address_text(a.address, a.prefix) for a in i.addresses),
                 human_bytes(i.statistics.rx_bytes) if i.statistics else None,
                 human_bytes(i.statistics.tx_bytes) if i.statistics else None,
             )
             for i in interfaces
         ],
     )
+
+
+def _address_text(address: str | None, prefix: int | None) -> str:
+    """An address with its prefix length ("fe80::1/64"); what the agent left out shows "?"."""
+    return _known(address) + ("" if prefix is None else f"/{prefix}")
+
+
+def _known(value: object) -> str:
+    """A part of a composed cell: "?" where the agent left it out."""
+    return "?" if value is None else str(value)
 
 
 def routes_table(routes: Sequence[Route]) -> Any:
@@ -269,14 +318,14 @@ def net_routes_table(interfaces: Sequence[NetworkInterface], routes: Sequence[Ro
     return sections([("Interfaces", net_table(interfaces)), ("Routes", routes_table(routes))])
 
 
-def _destination(route: Route) -> str:
+def _destination(route: Route) -> str | None:
     """10.0.2.0/255.255.255.0 for IPv4 (the agent gives a mask), fe80::/64 for IPv6."""
     suffix = route.mask if route.version == 4 else route.desprefixlen
-    return f"{route.destination}/{suffix}" if suffix else route.destination
+    return f"{_known(route.destination)}/{suffix}" if suffix else route.destination
 
 
 def vcpus_table(vcpus: Sequence[Vcpu]) -> Any:
-    online = sum(vcpu.online for vcpu in vcpus)
+    online = sum(vcpu.online is True for vcpu in vcpus)
     return rows_table(
         ["CPU", "ONLINE", "CAN GO OFFLINE"],
         [(v.logical_id, v.online, v.can_offline) for v in vcpus],
@@ -286,25 +335,27 @@ def vcpus_table(vcpus: Sequence[Vcpu]) -> Any:
 
 def memory_table(memory: Memory) -> Any:
     """Runs of consecutive blocks in the same state, one row each (a 24 GiB guest has 192)."""
-    runs: list[list[Any]] = []  # [first, last, online, can_offline]
+    runs: list[list[Any]] = []  # [first, last, count, online, can_offline]
     for block in memory.blocks:
         last = runs[-1] if runs else None
+        index = block.phys_index
         state = [block.online, block.can_offline]
-        if last and last[1] == block.phys_index - 1 and last[2:] == state:
-            last[1] = block.phys_index
+        if last and index is not None and last[1] == index - 1 and last[3:] == state:
+            last[1:3] = [index, last[2] + 1]
         else:
-            runs.append([block.phys_index, block.phys_index, *state])
-    online = sum(block.online for block in memory.blocks)
+            runs.append([index, index, 1, *state])  # a block without an index is a run alone
+    online = sum(block.online is True for block in memory.blocks)
+    size = memory.block_size
     return rows_table(
         ["BLOCKS", "SIZE", "ONLINE", "CAN GO OFFLINE"],
         [
             (
-                str(first) if first == last else f"{first}-{last}",
-                human_bytes((last - first + 1) * memory.block_size),
+                first if first == last else f"{first}-{last}",
+                None if size is None else human_bytes(count * size),
                 is_online,
                 can_offline,
             )
-            for first, last, is_online, can_offline in runs
+            for first, last, count, is_online, can_offline in runs
         ],
         title=f"{plural(len(memory.blocks), 'memory block')} of {human_bytes(memory.block_size)}, "
         f"{online} online ({human_bytes(memory.online_bytes)})",
@@ -313,7 +364,9 @@ def memory_table(memory: Memory) -> Any:
 
 def load_table(load: LoadAverage) -> Any:
     averages = (("1 min", load.load1m), ("5 min", load.load5m), ("15 min", load.load15m))
-    return fields_table([(label, f"{value:.2f}") for label, value in averages])
+    return fields_table(
+        [(label, None if value is None else f"{value:.2f}") for label, value in averages]
+    )
 
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the disk's own sector size
@@ -328,7 +381,7 @@ def diskstats_table(disks: Sequence[DiskStats]) -> Any:
         [
             (
                 d.name,
-                f"{d.major}:{d.minor}",
+                f"{_known(d.major)}:{_known(d.minor)}",
                 d.stats.read_ios,
                 sectors(d.stats.read_sectors),
                 d.stats.write_ios,

@@ -70,7 +70,7 @@ class LibvirtTransport:
     kind = "libvirt"
 
     def __init__(self, domain: Any, *, trace: Trace | None = None) -> None:
-        self._domain = domain  # a libvirt.virDomain
+        self.domain = domain  # a libvirt.virDomain (its XML: fstrim's discard check)
         self.target = domain.name()
         self._trace = trace
 
@@ -92,7 +92,7 @@ class LibvirtTransport:
             # libvirt takes whole seconds; it also runs its own guest-sync first (up to 5 s),
             # which our timeout cannot bound.
             text = libvirt_qemu.qemuAgentCommand(
-                self._domain, request.decode(), max(1, math.ceil(timeout)), 0
+                self.domain, request.decode(), max(1, math.ceil(timeout)), 0
             )
         except libvirt.libvirtError as exc:
             error = libvirt_error(exc, domain=self.target, command=command)
@@ -116,7 +116,7 @@ class LibvirtTransport:
         if self._trace:
             self._trace("-->", f"virDomainGetGuestInfo(types={types:#x})".encode())
         try:
-            params = self._domain.guestInfo(types, 0)
+            params = self.domain.guestInfo(types, 0)
         except libvirt.libvirtError as exc:
             raise libvirt_error(exc, domain=self.target, command="virDomainGetGuestInfo") from None
         if self._trace:
@@ -146,6 +146,7 @@ class AutoTransport:
         self._trace = trace
         self.kind = first.kind
         self.target = first.target
+        self.domain = first.domain
         self.fallback_reason: AgentUnavailable | None = None  # libvirt's error, for `doctor`
 
     def send(

@@ -10,6 +10,8 @@ What it does
       attachDeviceFlags / detachDeviceFlags take).
     * ``qemu_args``: the same devices as bare-QEMU command-line words.
     * ``suspend_states``: what ``<pm>`` says of S3 and S4 (``qgactl suspend`` reads it).
+    * ``disks_without_discard``: disks whose discards never reach the image (``fstrim``).
+    * ``guest_os_id``: the guest's OS from libosinfo's metadata (``doctor``'s fixes).
 
 What it does not do
     Talk to libvirt (discover.py reads XMLDesc, cli.py defines or hot-plugs), validate against
@@ -125,6 +127,30 @@ def suspend_states(xml: str) -> dict[str, bool | None]:
         enabled = None if element is None else element.get("enabled")
         states[name] = None if enabled is None else enabled == "yes"
     return states
+
+
+def disks_without_discard(xml: str) -> list[str]:
+    """The disks (target dev, e.g. "vda") whose ``<driver>`` lacks ``discard='unmap'``: a
+    guest's fstrim frees nothing in their image on the host (QEMU ignores the discards)."""
+    disks = []
+    for disk in _parse(xml).iterfind("devices/disk"):
+        if disk.get("device", "disk") != "disk":
+            continue  # cdrom, floppy, lun
+        driver, target = disk.find("driver"), disk.find("target")
+        if driver is None or driver.get("discard") != "unmap":
+            disks.append("?" if target is None else target.get("dev", "?"))
+    return disks
+
+
+# libosinfo's namespace: virt-install and virt-manager record the guest's OS with it.
+_LIBOSINFO = "{http://libosinfo.org/xmlns/libvirt/domain/1.0}"
+
+
+def guest_os_id(xml: str) -> str | None:
+    """The guest's OS as its domain XML records it (libosinfo, e.g.
+    "http://debian.org/debian/12"), or None."""
+    element = _parse(xml).find(f"metadata/{_LIBOSINFO}libosinfo/{_LIBOSINFO}os")
+    return None if element is None else element.get("id")
 
 
 def add_agent_channel(

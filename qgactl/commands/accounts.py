@@ -48,8 +48,10 @@ def set_password(app: App, words: tuple[str, ...], crypted: bool) -> None:
 def ssh_keys(
     app: App, words: tuple[str, ...], add: str | None, remove: str | None, reset: str | None
 ) -> None:
-    """List USER's authorized SSH keys in the guest (~/.ssh/authorized_keys), after adding,
-    removing or resetting them from a file of OpenSSH public keys."""
+    """List, add or remove USER's authorized SSH keys in the guest.
+
+    Lists ~/.ssh/authorized_keys, after adding, removing or resetting keys from a file of
+    OpenSSH public keys."""
     domain, (user,) = app.split_domain(words, "USER")
     options = {"add": add, "remove": remove, "reset": reset}
     changes = [(option, file) for option, file in options.items() if file is not None]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from qgactl import completion, fanout, tables, targeting
+from qgactl import completion, fanout, targeting
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
@@ -20,7 +20,7 @@ from qgactl.errors import (
     NotFound,
     QgactlError,
 )
-from qgactl.models import PingResult
+from qgactl.ping import PingResult
 
 if TYPE_CHECKING:
     from qgactl.targeting import Target
@@ -64,10 +64,13 @@ def ping(app: App, domain: tuple[str, ...], all_domains: bool, wait: float) -> i
         raise failures[0]
     for failure in failures:
         app.terminal.error(failure)
-    app.terminal.result(
-        [result.to_json() for result in results],
-        lambda: tables.ping_table(results, hosts=chosen.hosts > 1),
-    )
+
+    def table() -> Any:
+        from qgactl import tables  # not for JSON: tables.py imports every model
+
+        return tables.ping_table(results, hosts=chosen.hosts > 1)
+
+    app.terminal.result([result.to_json() for result in results], table)
     if chosen.plural:
         fleet.summary(app, outcomes)
     return failures[0].exit_code if failures else ExitCode.OK
@@ -105,6 +108,8 @@ def _ping(app: App, target: Target, wait: float) -> PingResult:
 @pass_app
 def info(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The agent's version and every command it knows (enabled, replies on success)."""
+    from qgactl import tables
+
     return fleet.fan_out(
         app,
         domain,
@@ -119,6 +124,8 @@ def info(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
 @pass_app
 def osinfo(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's operating system: name, version, kernel, machine."""
+    from qgactl import tables
+
     return fleet.fan_out(
         app,
         domain,

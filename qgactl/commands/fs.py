@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,10 +19,13 @@ from qgactl import completion, freeze, tables, targeting, watchdog
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
-from qgactl.errors import ExitCode, InvalidUsage
+from qgactl.errors import ExitCode, InvalidUsage, QgactlError
 from qgactl.freeze import AlreadyFrozen
 from qgactl.signals import DeferredSignals
 from qgactl.targeting import Target
+
+if TYPE_CHECKING:
+    from qgactl.agent import Agent
 
 FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: the default 5 s is too short
 
@@ -279,16 +282,41 @@ def fstrim(app: App, domain: tuple[str, ...], all_domains: bool, minimum: int | 
     """Discard unused blocks of the guest's filesystems (guest-fstrim).
 
     Trimming can take minutes on a big disk: raise -t. A path the guest could not trim has its
-    own error in the table, and the command still exits 0.
+    own error in the table, and the command still exits 0. Through libvirt, a warning names
+    the domain's disks without discard='unmap': what the guest trims there stays allocated in
+    the image on the host.
     """
-    return fleet.fan_out(
-        app,
-        domain,
-        all_domains,
-        lambda agent: agent.fstrim(minimum),
-        tables.trim_table,
-        key="paths",
-    )
+
+    def trim(agent: Agent) -> Any:
+        result = agent.fstrim(minimum)
+        _warn_without_discard(app, agent)
+        return result
+
+    return fleet.fan_out(app, domain, all_domains, trim, tables.trim_table, key="paths")
+
+
+def _warn_without_discard(app: App, agent: Agent) -> None:
+    """The guest reports trimmed bytes whether or not they reach the host: QEMU passes discards
+    on to the image only with <driver discard='unmap'/> (PROTOCOL.md). The domain XML comes
+    from libvirt; a bare --socket has none, and says nothing."""
+    domain = getattr(agent.transport, "domain", None)
+    if domain is None:
+        return
+    import libvirt
+
+    from qgactl.xmlgen import disks_without_discard
+
+    try:
+        disks = disks_without_discard(domain.XMLDesc(0))
+    except (libvirt.libvirtError, QgactlError):
+        return  # the trim worked; the XML was only for this warning
+    if disks:
+        name = agent.transport.target
+        app.terminal.warn(
+            f"{name}: no discard='unmap' on disk {', '.join(disks)}: the trimmed blocks stay "
+            f"allocated in the image on the host (fix: virsh edit {name}, "
+            "<driver ... discard='unmap'/> in each <disk>, then shut down and start the domain)"
+        )
 
 
 @click.command()

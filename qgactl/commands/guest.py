@@ -93,8 +93,9 @@ def time_(
 @click.option("--routes", is_flag=True, help="Also the routing table (qemu-ga 9.1+).")
 @pass_app
 def net(app: App, domain: tuple[str, ...], all_domains: bool, routes: bool) -> int:
-    """The guest's network interfaces: MAC, addresses with prefix, counters; --routes adds
-    its routes (guest-network-get-interfaces, guest-network-get-route)."""
+    """The guest's network interfaces: MAC, addresses with prefix, counters.
+
+    --routes adds its routes (guest-network-get-interfaces, guest-network-get-route)."""
     if not routes:
         return fan_out(
             app,
@@ -132,8 +133,10 @@ def vcpus(
     enable: str | None,
     disable: str | None,
 ) -> int:
-    """The guest's vCPUs, online or not; or bring some online or offline (guest-get-vcpus,
-    guest-set-vcpus). After a change the new state is read back and shown.
+    """The guest's vCPUs, online or not; or bring some online or offline.
+
+    From guest-get-vcpus and guest-set-vcpus; after a change the new state is read back and
+    shown.
 
     The guest decides: most Linux guests can't take cpu 0 offline (exit 6).
     """
@@ -158,8 +161,9 @@ def vcpus(
 @targets_argument
 @pass_app
 def memory(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
-    """The guest's memory blocks (the units of memory hotplug) and their size
-    (guest-get-memory-blocks, guest-get-memory-block-info)."""
+    """The guest's memory blocks (the units of memory hotplug) and their size.
+
+    From guest-get-memory-blocks and guest-get-memory-block-info."""
     return fan_out(app, domain, all_domains, lambda agent: agent.memory(), tables.memory_table)
 
 

@@ -39,8 +39,9 @@ def _part_options(function: F) -> F:
 @_part_options
 @pass_app
 def guestinfo(app: App, /, domain: tuple[str, ...], all_domains: bool, **parts: bool) -> int:
-    """Everything the guest's agent reports, in one view; the options choose parts (all by
-    default). Parts the agent lacks or blocks are left out.
+    """Everything the guest's agent reports, in one view.
+
+    The options choose parts (all by default). Parts the agent lacks or blocks are left out.
 
     Through libvirt one virDomainGetGuestInfo call gathers os, hostname, users, timezone,
     fs, disks and net; load and vcpus (and everything over a socket) are agent calls. The

@@ -256,7 +256,7 @@ def test_auto_falls_back_to_the_dedicated_socket_when_libvirt_is_in_error():
     from qgactl.transport import AutoTransport
 
     class BrokenLibvirt:
-        kind, target = "libvirt", "vm1"
+        kind, target, domain = "libvirt", "vm1", None
 
         def send(self, *args: Any) -> None:
             raise AgentUnavailable("in error", agent_state="error")

@@ -147,6 +147,20 @@ def test_time_sync_sends_the_hosts_time_now(qgactl):
     assert abs(result.json()["drift_seconds"]) < 1
 
 
+def test_time_sync_without_hwclock_says_what_to_install(qgactl):
+    """Debian 12's qemu-ga 7.2 on a guest without hwclock (util-linux-extra), word for word."""
+    unsupported = {
+        "class": "GenericError",
+        "desc": "this feature or command is not currently supported",
+    }
+    replies = {"guest-set-time": {"error": unsupported}, "guest-get-time": 0}
+    result, seen = run(qgactl, replies, "time", "--sync")
+    line = one_line(result, 6)
+    assert "not currently supported" in line and "no hwclock" in line
+    assert "util-linux-extra" in line and "systemctl restart qemu-guest-agent" in line
+    assert [r["execute"] for r in seen] == ["guest-set-time"]  # the clock is not read back
+
+
 def test_time_set_sends_the_time_given(qgactl):
     replies = {"guest-set-time": {}, "guest-get-time": 1796113366_000000000}
     result, seen = run(qgactl, replies, "time", "--set", "2026-12-01 13:52:46+05:30")
@@ -204,7 +218,7 @@ def test_vcpus_enable_reports_and_reads_back(qgactl):
         (["net"], "guest-network-get-interfaces", [{"name": "eth0", "ip-addresses": [1]}]),
         (["vcpus"], "guest-get-vcpus", {"logical-id": 0}),
         (["load"], "guest-get-load", {"load1m": "high", "load5m": 0, "load15m": 0}),
-        (["cpustats"], "guest-get-cpustats", [{"type": "linux"}]),
+        (["cpustats"], "guest-get-cpustats", [{"type": "linux", "cpu": "0"}]),
     ],
 )
 def test_replies_that_do_not_fit_the_schema_are_protocol_errors(qgactl, args, command, reply):

@@ -18,7 +18,7 @@ import pytest
 
 from qgactl import watchdog
 from qgactl.errors import ProtocolError
-from qgactl.models import Disk, Filesystem, TrimResult
+from qgactl.models import Disk, Filesystem, TrimResult, noting_gaps
 from qgactl.tables import human_bytes
 
 ADDRESS = {
@@ -63,6 +63,9 @@ def test_fsinfo_optional_members() -> None:
     [fs] = Filesystem.list_from_reply(reply)
     assert (fs.used_bytes, fs.total_bytes, fs.total_bytes_privileged) == (None, None, 14000000)
     assert fs.disks[0].serial == "QM0001"
+    # s390x's ccw-address is not modelled, but reaches the JSON as the agent sent it
+    ccw = fs.to_json()["disks"][0]["ccw-address"]
+    assert ccw == {"cssid": 0, "ssid": 0, "subchno": 1, "devno": 2}
     assert Filesystem.list_from_reply([]) == ()
 
 
@@ -70,13 +73,13 @@ def test_fsinfo_optional_members() -> None:
     "breakage",
     [
         lambda r: r.__setitem__(0, "vda"),
-        lambda r: r[0].__setitem__("mountpoint", None),
+        lambda r: r[0].__setitem__("mountpoint", 1),
         lambda r: r[0].__setitem__("used-bytes", "15360"),
         lambda r: r[0].__setitem__("used-bytes", True),  # a bool is not a count
         lambda r: r[0].__setitem__("disk", {}),
         lambda r: r[0]["disk"][0].__setitem__("bus", "0"),
-        lambda r: r[0]["disk"][0].__delitem__("bus-type"),
-        lambda r: r[0]["disk"][0]["pci-controller"].__setitem__("slot", None),
+        lambda r: r[0]["disk"][0].__setitem__("bus-type", ["virtio"]),
+        lambda r: r[0]["disk"][0]["pci-controller"].__setitem__("slot", "3"),
     ],
 )
 def test_fsinfo_wrong_shapes_are_protocol_errors(breakage) -> None:
@@ -84,6 +87,28 @@ def test_fsinfo_wrong_shapes_are_protocol_errors(breakage) -> None:
     breakage(reply)
     with pytest.raises(ProtocolError):
         Filesystem.list_from_reply(reply)
+
+
+def test_fsinfo_lacking_mandatory_members_are_none_and_named() -> None:
+    """A disk with only serial and bus-type (what some agents send): shown, the gaps named."""
+    reply = copy.deepcopy(FSINFO)
+    del reply[0]["mountpoint"]
+    reply[0]["disk"] = [{"serial": "S4EWNX0R123456", "bus-type": "nvme"}]
+    reply[0]["disk"][0]["pci-controller"] = {"domain": 0, "bus": 1}  # no slot, no function
+    [fs], lines = noting_gaps(Filesystem.list_from_reply, reply)
+    assert fs.mountpoint is None and fs.name == "vda"
+    [disk] = fs.disks
+    assert (disk.serial, disk.bus_type, disk.bus, disk.unit) == (
+        "S4EWNX0R123456",
+        "nvme",
+        None,
+        None,
+    )
+    assert lines == [
+        "guest-get-fsinfo: reply lacks mountpoint, disk.bus, disk.target, disk.unit, "
+        "disk.pci-controller.slot, disk.pci-controller.function (shown empty)"
+    ]
+    assert fs.to_json()["mountpoint"] is None
 
 
 def test_fsinfo_not_a_list() -> None:
@@ -116,12 +141,24 @@ def test_disks_from_the_lab_guest_and_optional_members() -> None:
     [
         {"name": "/dev/vda", "partition": "no"},
         {"name": "/dev/vda", "partition": False, "dependencies": [1]},
-        {"partition": False},
+        {"name": 1, "partition": False},
+        {"name": "/dev/vda", "partition": False, "address": []},
     ],
 )
 def test_disks_wrong_shapes_are_protocol_errors(entry) -> None:
     with pytest.raises(ProtocolError):
         Disk.list_from_reply([entry])
+
+
+def test_a_disk_lacking_name_and_partition_is_shown() -> None:
+    entry = {"address": {"serial": "QM00001", "bus-type": "sata"}}
+    [disk], lines = noting_gaps(Disk.list_from_reply, [entry])
+    assert (disk.name, disk.partition) == (None, None)
+    assert disk.address is not None and disk.address.serial == "QM00001"
+    assert lines == [
+        "guest-get-disks: reply lacks name, partition, address.pci-controller, address.bus, "
+        "address.target, address.unit (shown empty)"
+    ]
 
 
 def test_fstrim_results() -> None:
@@ -134,7 +171,7 @@ def test_fstrim_results() -> None:
     ok, failed = TrimResult.list_from_reply(reply)
     assert (ok.path, ok.trimmed, ok.minimum, ok.error) == ("/mnt/data", 14395392, 0, None)
     assert (failed.trimmed, failed.error) == (None, "Operation not supported")
-    for broken in ([], {"paths": "x"}, {"paths": [{"trimmed": 1}]}):
+    for broken in ([], {"paths": "x"}, {"paths": [{"path": 1, "trimmed": 1}]}):
         with pytest.raises(ProtocolError):
             TrimResult.list_from_reply(broken)
 

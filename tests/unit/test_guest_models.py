@@ -29,6 +29,7 @@ from qgactl.models import (
     Timezone,
     User,
     Vcpu,
+    noting_gaps,
     utc_text,
 )
 from qgactl.render import Terminal
@@ -273,6 +274,7 @@ def test_cpustats_linux_and_an_unknown_type() -> None:
     assert second.iowait is None
     [other] = CpuStats.list_from_reply([{"type": "windows", "whatever": 1}])
     assert other.type == "windows" and other.cpu is None
+    assert other.to_json() == {"type": "windows", "whatever": 1}  # unmodelled, kept as sent
 
 
 def test_load_and_routes_of_qemu_ga_10() -> None:
@@ -295,20 +297,20 @@ BAD_SHAPES = [
     (User.list_from_reply, {"user": "x"}),  # not a list
     (User.list_from_reply, [{"user": "x", "login-time": "yesterday"}]),
     (User.list_from_reply, [{"user": "x", "login-time": True}]),  # a bool is not a number
-    (Timezone.from_reply, {"zone": "UTC"}),  # offset is required
+    (Timezone.from_reply, {"zone": "UTC", "offset": 1.5}),
     (Timezone.from_reply, {"zone": 5, "offset": 0}),
     (lambda r: GuestTime.from_reply(r, 0), "1796113366"),
     (HostName.from_reply, {"host-name": ["a"]}),
     (NetworkInterface.list_from_reply, [{"name": "eth0", "ip-addresses": {}}]),
-    (NetworkInterface.list_from_reply, [{"name": "eth0", "statistics": {"rx-bytes": 1}}]),
+    (NetworkInterface.list_from_reply, [{"name": "eth0", "statistics": {"rx-bytes": "1"}}]),
     (Vcpu.list_from_reply, [{"logical-id": "0", "online": True}]),
     (Vcpu.list_from_reply, [{"logical-id": 0, "online": 1}]),
-    (lambda r: Memory.from_replies(r, MEMORY_INFO_72), [{"phys-index": 0}]),
+    (lambda r: Memory.from_replies(r, MEMORY_INFO_72), [{"phys-index": 0, "online": "yes"}]),
     (lambda r: Memory.from_replies([], r), {"size": "128M"}),
-    (LoadAverage.from_reply, {"load1m": 1, "load5m": None, "load15m": 1}),
+    (LoadAverage.from_reply, {"load1m": 1, "load5m": [0.5], "load15m": 1}),
     (DiskStats.list_from_reply, [{"name": "vda", "major": 1, "minor": 0, "stats": []}]),
-    (CpuStats.list_from_reply, [{"type": "linux", "cpu": 0, "user": 1}]),
-    (Route.list_from_reply, [{"iface": "eth0", "destination": "::", "metric": 1}]),
+    (CpuStats.list_from_reply, [{"type": "linux", "cpu": 0, "user": 1.5}]),
+    (Route.list_from_reply, [{"iface": "eth0", "destination": "::", "metric": 1, "version": "6"}]),
 ]
 
 
@@ -317,6 +319,102 @@ def test_wrong_shapes_are_protocol_errors(build, reply) -> None:
     with pytest.raises(ProtocolError) as caught:
         build(copy.deepcopy(reply))
     assert "unexpected reply from the agent" in caught.value.message
+
+
+# Replies that lack members the schema calls mandatory (another agent, an older or patched
+# build): shown with those empty, and named once per command.
+LACKING = [
+    (Timezone.from_reply, {"zone": "UTC"}, "guest-get-timezone: reply lacks offset"),
+    (
+        NetworkInterface.list_from_reply,
+        [{"name": "eth0", "statistics": {"rx-bytes": 1}}],
+        "guest-network-get-interfaces: reply lacks statistics.rx-packets, statistics.rx-errs, "
+        "statistics.rx-dropped, statistics.tx-bytes, statistics.tx-packets, statistics.tx-errs, "
+        "statistics.tx-dropped",
+    ),
+    (
+        NetworkInterface.list_from_reply,
+        [{"ip-addresses": [{"ip-address": "fe80::1"}]}, {"name": "lo"}],
+        "guest-network-get-interfaces: reply lacks name, ip-addresses.ip-address-type, "
+        "ip-addresses.prefix",
+    ),
+    (
+        lambda r: Memory.from_replies(r, {}),
+        [{"phys-index": 0, "online": True}],
+        "guest-get-memory-block-info: reply lacks size",
+    ),
+    (
+        LoadAverage.from_reply,
+        {"load1m": 1, "load5m": None},
+        "guest-get-load: reply lacks load5m, load15m",
+    ),
+    (
+        CpuStats.list_from_reply,
+        [{"type": "linux", "cpu": 0, "user": 1}, {"cpu": 1}],
+        "guest-get-cpustats: reply lacks nice, system, idle, type",
+    ),
+    (
+        Route.list_from_reply,
+        [{"iface": "eth0", "destination": "::", "metric": 1}],
+        "guest-network-get-route: reply lacks version",
+    ),
+    (
+        Vcpu.list_from_reply,
+        [{"online": True}, {"logical-id": 0}],
+        "guest-get-vcpus: reply lacks logical-id, online",
+    ),
+    (User.list_from_reply, [{"user": "root"}], "guest-get-users: reply lacks login-time"),
+    (HostName.from_reply, {}, "guest-get-host-name: reply lacks host-name"),
+    (
+        DiskStats.list_from_reply,
+        [{"name": "vda"}],
+        "guest-get-diskstats: reply lacks major, minor, stats",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "reply", "line"), LACKING)
+def test_lacking_members_are_shown_empty_and_named(build, reply, line) -> None:
+    model, lines = noting_gaps(build, copy.deepcopy(reply))
+    assert lines == [line + " (shown empty)"]
+    data = json.loads(json.dumps(_json(model)))  # null in the JSON
+    assert None in _leaves(data)
+    for width in (60, 200):  # and the tables draw
+        assert _render(_table(model), width)
+
+
+_TABLES = {
+    Timezone: tables.timezone_table,
+    NetworkInterface: tables.net_table,
+    Memory: tables.memory_table,
+    LoadAverage: tables.load_table,
+    CpuStats: tables.cpustats_table,
+    Route: tables.routes_table,
+    Vcpu: tables.vcpus_table,
+    User: tables.users_table,
+    HostName: tables.hostname_table,
+    DiskStats: tables.diskstats_table,
+}
+
+
+def _is_list(model):
+    return isinstance(model, tuple) and not hasattr(model, "_fields")
+
+
+def _table(model):
+    return _TABLES[type(model[0] if _is_list(model) else model)](model)
+
+
+def _json(model):
+    return [m.to_json() for m in model] if _is_list(model) else model.to_json()
+
+
+def _leaves(data):
+    if isinstance(data, dict):
+        return [leaf for value in data.values() for leaf in _leaves(value)]
+    if isinstance(data, list):
+        return [leaf for value in data for leaf in _leaves(value)]
+    return [data]
 
 
 def test_guestinfo_json_leaves_out_missing_parts() -> None:
@@ -397,9 +495,32 @@ def test_unknown_command_hint_names_the_release() -> None:
     assert "added in" not in (unknown.hint or "") and "qgactl info" in (unknown.hint or "")
 
 
-def _render(table: object) -> str:
+def _render(table: object, width: int | None = None) -> str:
     import io
 
     out = io.StringIO()
-    Terminal("table", stdout=out)._console(out).print(table)
+    console = Terminal("table", stdout=out)._console(out)
+    if width is not None:
+        console.width = width
+    console.print(table)
     return out.getvalue()
+
+
+# -- the clock's drift in words --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-0.755, "behind the host by 755 ms"),
+        (0.0004, "in step with the host (within 1 ms)"),
+        (0.0251, "ahead of the host by 25 ms"),
+        (12.34, "ahead of the host by 12.3 s"),
+        (-245, "behind the host by 4 min 5 s"),
+        (3600 * 3 + 20 * 60 + 7, "ahead of the host by 3 h 20 min"),
+        (-86400 - 30, "behind the host by 1 day"),
+        (-103501855.304, "behind the host by 1197 days 22 h"),
+    ],
+)
+def test_drift_is_ahead_or_behind_in_a_readable_unit(seconds: float, text: str) -> None:
+    assert tables.drift_text(seconds) == text

@@ -184,8 +184,8 @@ def test_only_the_parts_asked_for() -> None:
             "fs.0.fstype": "ext4",
             "fs.0.disk.0.serial": 1,
         },
-        {"if.0.name": "eth0", "if.0.addr.0.addr": "10.0.0.1", "if.0.addr.0.type": "ipv4"},
-        {"disk.0.name": "/dev/vda"},  # partition is required
+        {"if.0.name": "eth0", "if.0.addr.0.addr": "10.0.0.1", "if.0.addr.0.prefix": "24"},
+        {"disk.0.name": "/dev/vda", "disk.0.partition": "no"},
         {"user.0": "flat", "user.0.name": "x"},  # a member clashes with a value
         {"timezone": "UTC"},
         {"user.x.name": "y", "user.0.name": "z"},  # not a list of entries

@@ -20,6 +20,8 @@ from qgactl.xmlgen import (
     Channel,
     Patch,
     add_agent_channel,
+    disks_without_discard,
+    guest_os_id,
     list_channels,
     qemu_args,
     remove_agent_channel,
@@ -502,3 +504,26 @@ def test_declared_encoding_and_non_ascii_text_are_kept() -> None:
         "    </channel>\n"
         "  </devices>\n</domain>\n"
     )
+
+
+def test_disks_without_discard_names_each_disk_whose_discards_stop_in_qemu() -> None:
+    xml = """<domain type='kvm'><name>vm1</name><devices>
+      <disk type='file' device='disk'><driver name='qemu' type='qcow2' discard='unmap'/>
+        <target dev='vda' bus='virtio'/></disk>
+      <disk type='file' device='disk'><driver name='qemu' type='raw'/>
+        <target dev='vdb' bus='virtio'/></disk>
+      <disk type='block' device='disk'><driver name='qemu' discard='ignore'/>
+        <target dev='sda' bus='scsi'/></disk>
+      <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>
+        <target dev='sdb' bus='sata'/></disk>
+    </devices></domain>"""
+    assert disks_without_discard(xml) == ["vdb", "sda"]
+
+
+def test_guest_os_id_reads_virt_installs_libosinfo_metadata() -> None:
+    xml = """<domain type='kvm'><name>vm1</name><metadata>
+      <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">
+        <libosinfo:os id="http://debian.org/debian/12"/>
+      </libosinfo:libosinfo></metadata><devices/></domain>"""
+    assert guest_os_id(xml) == "http://debian.org/debian/12"
+    assert guest_os_id("<domain type='kvm'><name>vm1</name></domain>") is None

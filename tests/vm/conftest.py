@@ -23,6 +23,7 @@ Fixtures (all session-scoped):
     debian_domain             LabDomain, flavour "debian12": a real Debian 12 (systemd, Debian's
                               qemu-guest-agent 7.2, bash, python3, script, vi); built once into
                               lab.DEBIAN_CACHE by lab/build-debian.sh (~2 min), boots in 15-30 s
+    lab_domain_discard        LabDomain running whose data disk has <driver discard='unmap'/>
     domain_off                LabDomain defined and shut off (agent channel configured)
     domain_no_channel         LabDomain running, no agent channel (virtio-serial controller only)
     second_host               lab.SecondLibvirtd: a second libvirtd; .uri reaches it
@@ -191,6 +192,12 @@ def second_host(
 def second_host_domain(second_host: lab.SecondLibvirtd) -> Iterator[lab.LabDomain]:
     """A running lab domain with an agent on the second host."""
     yield from _domain("host2", uri=second_host.uri)
+
+
+@pytest.fixture(scope="session")
+def lab_domain_discard(libvirt_ready: str) -> Iterator[lab.LabDomain]:
+    """A running lab domain whose data disk has <driver discard='unmap'/>."""
+    yield from _domain("discard", discard=True)
 
 
 @pytest.fixture(scope="session")

@@ -131,6 +131,50 @@ def test_agent_not_started(qgactl, domain_agent_not_started):
     assert "disconnected" in check["detail"]
     for words in ("apt install", "dnf install", "zypper install", "virtio-win", "--wait 60"):
         assert words in check["fix"]
+    # no OS recorded in the XML: every OS's way, each the right one for it
+    assert "Debian/Ubuntu: `systemctl start qemu-guest-agent`" in check["fix"]
+    assert "RHEL/Fedora: `systemctl enable --now qemu-guest-agent`" in check["fix"]
+
+
+LIBOSINFO = "http://libosinfo.org/xmlns/libvirt/domain/1.0"
+
+
+@contextmanager
+def recorded_os(conn, domain, os_id):
+    """The live domain XML records the guest's OS as virt-install does (libosinfo metadata)."""
+    import libvirt
+
+    dom = conn.lookupByName(domain)
+    element = f"<libosinfo><os id='{os_id}'/></libosinfo>"
+    flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, element, "libosinfo", LIBOSINFO, flags)
+    try:
+        assert os_id in dom.XMLDesc(0)
+        yield
+    finally:
+        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, None, None, LIBOSINFO, flags)
+
+
+@pytest.mark.parametrize(
+    ("os_id", "fix", "not_in_fix"),
+    [
+        # Debian's unit is static (udev starts it): `enable --now` only prints a long warning
+        ("http://debian.org/debian/12", "systemctl start qemu-guest-agent", "enable"),
+        ("http://ubuntu.com/ubuntu/22.04", "systemctl start qemu-guest-agent", "dnf"),
+        ("http://fedoraproject.org/fedora/39", "systemctl enable --now qemu-guest-agent", "apt"),
+        ("http://microsoft.com/win/2k22", "virtio-win", "systemctl"),
+    ],
+)
+def test_agent_not_started_fix_fits_the_guest_os(
+    qgactl, conn, domain_agent_not_started, os_id, fix, not_in_fix
+):
+    assert domain_agent_not_started.wait_console()
+    with recorded_os(conn, domain_agent_not_started, os_id):
+        code, checks, _ = doctor(qgactl, "doctor", domain_agent_not_started)
+    assert code == 4
+    check = failed_at(checks, "connected")
+    assert fix in check["fix"] and not_in_fix not in check["fix"]
+    assert f"--wait 60 {domain_agent_not_started}" in check["fix"]
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from xml.etree import ElementTree
 
 import libvirt
 import libvirt_qemu
@@ -76,6 +77,42 @@ def test_fstrim_answers_for_the_data_disk(qgactl, target: list[str]) -> None:
 
     table = run(qgactl, target, "fstrim", output="table")
     assert any("/mnt/data" in line for line in table.stdout.splitlines())
+
+
+def _disks_without_discard(domain: lab.LabDomain) -> list[str]:
+    """From the live XML (virsh dumpxml), not from qgactl."""
+    disks = ElementTree.fromstring(domain.live_xml()).iterfind("devices/disk")
+    return [
+        disk.find("target").get("dev")  # type: ignore[union-attr]
+        for disk in disks
+        if disk.find("driver").get("discard") != "unmap"  # type: ignore[union-attr]
+    ]
+
+
+def test_fstrim_warns_about_disks_without_discard(qgactl, lab_domain: lab.LabDomain) -> None:
+    """The lab's data disk has no discard='unmap': what the guest trims stays in the image."""
+    assert _disks_without_discard(lab_domain) == ["vda"]
+    result = qgactl("-o", "json", "fstrim", lab_domain)
+    assert result.code == 0, result.stderr
+    assert any(entry["path"] == "/mnt/data" for entry in result.json())
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith(f"qgactl: warning: {lab_domain}: no discard='unmap' on disk vda:")
+    assert f"virsh edit {lab_domain}" in warning and "<driver ... discard='unmap'/>" in warning
+
+
+def test_fstrim_says_nothing_when_every_disk_discards(
+    qgactl, lab_domain_discard: lab.LabDomain
+) -> None:
+    assert _disks_without_discard(lab_domain_discard) == []
+    result = qgactl("-o", "json", "fstrim", lab_domain_discard)
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_fstrim_through_a_socket_has_no_xml_and_says_nothing(qgactl, plain_qemu_guest) -> None:
+    result = qgactl("--socket", str(plain_qemu_guest.socket_path), "-o", "json", "fstrim")
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""
 
 
 def test_fstrim_minimum_must_be_a_byte_count(qgactl, target: list[str]) -> None:

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from fidelity import assert_superset
 from guestside import libvirt_raw
 
 from lab import lab
@@ -371,3 +372,32 @@ def _guest_file(raw: Any, path: str) -> str:
     finally:
         raw("guest-file-close", {"handle": handle})
     return base64.b64decode(chunk["buf-b64"]).decode()
+
+
+# -- -o json holds every member of -o raw, on both agent releases -----------------------------
+
+MOVING = {"time", "net", "diskstats", "cpustats", "fsinfo", "load"}  # counters move between calls
+INFORMATION = [
+    "info", "osinfo", "fsinfo", "disks", "hostname", "users", "timezone", "time", "net",
+    "vcpus", "diskstats", "cpustats",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("flavour", ["7.2", "10.0"])
+def test_json_holds_every_member_the_agent_sent(qgactl, request, flavour) -> None:
+    domain = request.getfixturevalue("lab_domain" if flavour == "7.2" else "lab_domain10")
+    for command in INFORMATION + (["load"] if flavour == "10.0" else []):
+        raw = qgactl("-c", domain.uri, "-o", "raw", command, domain)
+        data = qgactl("-c", domain.uri, "-o", "json", command, domain)
+        assert raw.code == 0 and data.code == 0, (command, raw.stderr, data.stderr)
+        assert data.stderr == "", (command, data.stderr)  # qemu-ga's replies lack nothing
+        reply = json.loads(raw.stdout)["return"]
+        if command == "time":
+            reply = {"nanoseconds": reply}
+        assert reply, f"{command}: the guest answered nothing to compare"
+        assert_superset(reply, data.json(), values=command not in MOVING)
+    # the lab's os-release has a VARIANT_ID: osinfo and guestinfo's OS part (gathered by
+    # libvirt's virDomainGetGuestInfo) keep it
+    assert qgactl_json(qgactl, domain, "osinfo")["variant_id"] in ("host", "qga10")
+    osinfo = json.loads(qgactl("-c", domain.uri, "-o", "raw", "osinfo", domain).stdout)
+    assert_superset(osinfo["return"], qgactl_json(qgactl, domain, "guestinfo", "--os")["os"])
