@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 5.0
-FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: 5 s is too short
 
 
 class Completed(NamedTuple):
@@ -462,7 +461,7 @@ class Guest:
         from qgactl import freeze, watchdog
 
         return watchdog.thaw_until_done(
-            lambda: self.open_agent(max(self.timeout, FREEZE_TIMEOUT)),
+            lambda: self.open_agent(max(self.timeout, freeze.FREEZE_TIMEOUT)),
             give_up=freeze.THAW_RETRY_SECONDS,
         )
 
@@ -477,7 +476,7 @@ class Guest:
         """
         from qgactl import freeze, watchdog
 
-        seconds = max(self.timeout, FREEZE_TIMEOUT)
+        seconds = max(self.timeout, freeze.FREEZE_TIMEOUT)
         agent = self.open_agent(seconds)
         try:
             if agent.fsfreeze_status() == "frozen":

@@ -27,7 +27,6 @@ from qgactl.targeting import Target
 if TYPE_CHECKING:
     from qgactl.agent import Agent
 
-FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: the default 5 s is too short
 
 
 # -- fsfreeze ---------------------------------------------------------------------------------
@@ -212,11 +211,11 @@ def _thaw(app: App, target: Target) -> int:
 
 
 def _freeze_timeout(app: App) -> float:
-    """-t when given, else FREEZE_TIMEOUT: a freeze first syncs all dirty data, and giving up
+    """-t when given, else freeze.FREEZE_TIMEOUT: a freeze first syncs all dirty data, and giving up
     early only leaves the agent freezing with nobody waiting for it."""
     root = click.get_current_context().find_root()
     if root.get_parameter_source("timeout") == click.core.ParameterSource.DEFAULT:
-        return max(app.timeout, FREEZE_TIMEOUT)
+        return max(app.timeout, freeze.FREEZE_TIMEOUT)
     return app.timeout
 
 
