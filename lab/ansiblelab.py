@@ -64,9 +64,9 @@ def community_libvirt() -> Path:
     return CACHE
 
 
-def install_collections(workdir: Path) -> str:
-    """qgactl.guest built from ansible/ and installed into WORKDIR, plus community.libvirt:
-    the value for ANSIBLE_COLLECTIONS_PATH."""
+def install_collections(workdir: Path, *, reference: bool = True) -> str:
+    """qgactl.guest built from ansible/ and installed into WORKDIR, plus (``reference``)
+    community.libvirt: the value for ANSIBLE_COLLECTIONS_PATH."""
     source = workdir / "source"
     shutil.copytree(ROOT / "ansible", source)
     galaxy = source / "galaxy.yml"
@@ -84,7 +84,7 @@ def install_collections(workdir: Path) -> str:
         [BIN / "ansible-galaxy", "collection", "install", "--force", "-p", installed, tarball],
         check=True, capture_output=True,
     )  # fmt: skip
-    return f"{installed}:{community_libvirt()}"
+    return f"{installed}:{community_libvirt()}" if reference else str(installed)
 
 
 @dataclass
