@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from qgactl.agent import Agent
 
 
-
 # -- fsfreeze ---------------------------------------------------------------------------------
 
 
