@@ -1,7 +1,8 @@
 """The Ansible playbook on the lab's Debian 12 guest through qgactl.guest.agent (Ansible's
 defaults) and through community.libvirt.libvirt_qemu (its remote-tmp workaround), in one run
 (bench/run.py section "ansible"): wall time and each task's time side by side, then the
-playbook over 4 guests with -f 4.
+playbook over 4 guests with -f 4 (QGACTL_BENCH_ANSIBLE_GUESTS, QGACTL_BENCH_ANSIBLE_RUNS: how
+many guests and runs).
 
 The playbook (lab/ansible/bench.yml) copies 16 MiB in, templates a config, runs a command and
 fetches the 16 MiB out. Runs alternate between the plugins so that load hits both alike.
@@ -24,7 +25,9 @@ PLUGINS = {
     "qgactl.guest.agent": {},
     "community.libvirt.libvirt_qemu": {"ansible_remote_tmp": "/tmp/.ansible-reference"},
 }
-RUNS = 3
+# Each pipelined module costs seconds under TCG: fewer runs or guests for a quick look.
+RUNS = int(os.environ.get("QGACTL_BENCH_ANSIBLE_RUNS", "3"))
+GUESTS = int(os.environ.get("QGACTL_BENCH_ANSIBLE_GUESTS", "4"))
 
 
 def _inventory(path: Path, domains: list[Any], plugin: str) -> Path:
@@ -91,7 +94,7 @@ def _bench(domains: list[Any], collections: str, forks: int, title: str) -> None
 
 def bench_ansible() -> None:
     lab.ensure_libvirtd()
-    names = [lab.test_domain_name(f"bench-deb{index}") for index in range(4)]
+    names = [lab.test_domain_name(f"bench-deb{index}") for index in range(GUESTS)]
     domains: list[Any] = []
     with tempfile.TemporaryDirectory() as scratch:
         collections = ansiblelab.install_collections(Path(scratch))
@@ -101,7 +104,9 @@ def bench_ansible() -> None:
                 print(f"  booted {name}", file=sys.stderr)
                 if len(domains) == 1:
                     _bench(domains, collections, 1, "ansible: the playbook on one Debian 12 guest")
-            _bench(domains, collections, 4, "ansible: the playbook on 4 Debian 12 guests, -f 4")
+            if GUESTS > 1:
+                title = f"ansible: the playbook on {GUESTS} Debian 12 guests, -f {GUESTS}"
+                _bench(domains, collections, GUESTS, title)
         finally:
             for name in names:
                 lab.destroy_and_undefine(name)
