@@ -11,7 +11,7 @@ QGACTL := $(VENV)/bin/qgactl
 DEMO_DOMAIN ?= qgactl-demo
 
 .PHONY: deps venv test test-fast test-install lint demo demo-stop bench completions \
-        install-completions deb clean
+        install-completions deb clean collection
 
 # Debian packages: qemu, qemu-ga, libvirtd, the kernel tools for the lab guest, shells.
 deps:
@@ -75,7 +75,7 @@ bench: deps venv
 	$(PY) bench/run.py
 
 completions: venv
-	$(PY) -m qgactl.completion_scripts completions
+	$(PY) lab/write_completions.py completions
 
 # The committed scripts (a test keeps them fresh), where each shell looks for them by name.
 install-completions:
@@ -100,6 +100,15 @@ deb:
 	/usr/bin/python3 lab/srctree.py dist/deb/qgactl
 	cd dist/deb/qgactl && dpkg-buildpackage --build=binary --no-sign
 	cp dist/deb/qgactl_*_all.deb dist/
+
+# dist/qgactl-guest-<version>.tar.gz: the Ansible collection qgactl.guest (ansible/), with
+# qgactl's version; install it with `ansible-galaxy collection install dist/qgactl-guest-*.tar.gz`.
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' qgactl/__init__.py)
+collection: venv
+	rm -rf dist/collection && mkdir -p dist/collection
+	cp -r ansible/. dist/collection/
+	sed -i 's/^version: .*/version: $(VERSION)/' dist/collection/galaxy.yml
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path dist dist/collection
 
 clean:
 	rm -rf $(VENV) lab/build .pytest_cache .mypy_cache .ruff_cache *.egg-info dist

@@ -5,7 +5,7 @@
     .venv/bin/python bench/run.py socket          # one section: socket, libvirt, fleet,
                                                   # imports, completion, deb, exec,
                                                   # exec-stream, fleet-exec, transfer,
-                                                  # guestinfo, fleet-guestinfo, shell
+                                                  # guestinfo, fleet-guestinfo, shell, ansible
 
 Runs are interleaved (floor, qgactl, floor, qgactl...) so that load on the machine hits both
 alike. Times are printed, never asserted: the tests check behaviour, this checks speed.
@@ -326,6 +326,12 @@ def bench_shell() -> None:
     shell.bench_shell()
 
 
+def bench_ansible() -> None:
+    from bench import ansible
+
+    ansible.bench_ansible()
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "socket": bench_socket,
     "libvirt": bench_libvirt,
@@ -340,6 +346,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "guestinfo": bench_guestinfo,
     "fleet-guestinfo": bench_fleet_guestinfo,
     "shell": bench_shell,
+    "ansible": bench_ansible,
 }
 
 

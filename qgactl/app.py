@@ -2,20 +2,20 @@
 
 ``App`` is created once by the root group (cli.py) and handed to commands with ``@pass_app``.
 It opens libvirt only when a command needs a domain, and turns "DOMAIN or --socket" into an
-Agent over the right transport. Commands live in qgactl/commands/; nothing here prints except
-through the Terminal.
+Agent through the Connector the Python API uses too (qgactl/connector.py). Commands live in
+qgactl/commands/; nothing here prints except through the Terminal.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
 from qgactl import completion
-from qgactl.errors import AgentUnavailable, InvalidUsage
+from qgactl.connector import Connector
+from qgactl.errors import InvalidUsage
 from qgactl.render import Terminal
 
 if TYPE_CHECKING:
@@ -45,8 +45,12 @@ class App:
         self.socket_paths: list[str] = [path for given in _listed(socket) for path in _glob(given)]
         self.jobs = jobs
         self.terminal = Terminal(output, debug=debug)
-        self._hosts: dict[str | None, Libvirt] = {}
-        self._libvirt_lock = threading.Lock()
+        self.connector = Connector(
+            timeout=timeout,
+            transport=transport,
+            trace=self.terminal.trace if debug else None,
+            warn=self.terminal.warn,
+        )
 
     @property
     def connect_uri(self) -> str | None:
@@ -74,14 +78,8 @@ class App:
         return self.host(self.connect_uri)
 
     def host(self, uri: str | None) -> Libvirt:
-        """The connection to one host (thread-safe: fan-out threads share it); it is opened
-        on first use of its ``conn``."""
-        with self._libvirt_lock:
-            if uri not in self._hosts:
-                from qgactl.discover import Libvirt
-
-                self._hosts[uri] = Libvirt(uri)
-            return self._hosts[uri]
+        """The connection to one host (thread-safe: fan-out threads share it)."""
+        return self.connector.host(uri)
 
     def check_target(self, domain: str | None) -> None:
         """Exactly one of DOMAIN and --socket names the agent."""
@@ -107,46 +105,7 @@ class App:
         timeout: float | None = None,
     ) -> Agent:
         """An Agent for a domain on the host ``uri``, or for the agent socket ``socket``."""
-        from qgactl.agent import Agent
-        from qgactl.transport import AutoTransport, LibvirtTransport, SocketTransport
-
-        trace = self.terminal.trace if self.debug else None
-        warn = self.terminal.warn
-        seconds = self.timeout if timeout is None else timeout
-        if socket:
-            return Agent(SocketTransport(socket, trace=trace), seconds, warn=warn)
-        assert domain is not None
-        host = self.host(uri)
-        found = host.lookup(domain)
-        if self.transport_choice == "libvirt":
-            return Agent(LibvirtTransport(found, trace=trace), seconds, warn=warn)
-        if self.transport_choice == "socket":
-            info = self._running(host, found)
-            _, path = info.transport("socket", remote=host.is_remote)
-            assert path is not None
-            return Agent(SocketTransport(path, trace=trace), seconds, warn=warn)
-
-        def dedicated_socket() -> str | None:
-            # libvirt said "unavailable": even when its channel looks connected (libvirt's own
-            # error state, transport.AGENT_IN_ERROR_HINT), a dedicated channel may answer.
-            info = host.describe(found)
-            return info.fallback_socket(remote=host.is_remote) if info.running else None
-
-        return Agent(
-            AutoTransport(LibvirtTransport(found, trace=trace), dedicated_socket),
-            seconds,
-            warn=warn,
-        )
-
-    def _running(self, host: Libvirt, found: Any) -> DomainInfo:
-        info = host.describe(found)
-        if not info.running:
-            raise AgentUnavailable(
-                f"domain {info.name} is {info.state}",
-                hint=f"start it first: virsh start {info.name}",
-                domain=info.name,
-            )
-        return info
+        return self.connector.open(domain, socket=socket, uri=uri, timeout=timeout)
 
     def split_domain(
         self, words: tuple[str, ...], usage: str, *, hint: str | None = None
@@ -186,7 +145,7 @@ def _listed(value: str | Sequence[str] | None) -> list[str]:
 def _glob(path: str) -> list[str]:
     """A quoted --socket glob ('/var/run/qemu-server/*.qga') expanded here; a path without
     wildcards, or a glob that matches nothing, stays as given (and fails as not found)."""
-    from qgactl.targets import is_glob
+    from qgactl.targeting import is_glob
 
     if not is_glob(path):
         return [path]

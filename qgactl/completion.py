@@ -141,18 +141,12 @@ def complete_all_domains(ctx: Any, param: Any, incomplete: str) -> list[str]:
 
 def _ask_agent(ctx: Any, domain: str | None, ask: Callable[[Agent], list[str]]) -> list[str]:
     """Open DOMAIN's agent (or --socket's) the way the command itself would, and ``ask`` it."""
-    from qgactl.app import App
+    from qgactl.connector import Connector
 
     params = _root_params(ctx)
-    app = App(
-        timeout=AGENT_TIMEOUT,
-        output="json",
-        debug=False,
-        connect=params.get("connect"),
-        transport=params.get("transport") or "auto",
-        socket=params.get("socket"),
-    )
-    agent = app.open_agent(domain)
+    connector = Connector(timeout=AGENT_TIMEOUT, transport=params.get("transport") or "auto")
+    socket = _first(params.get("socket"))
+    agent = connector.open(domain, socket=socket, uri=_first(params.get("connect")))
     try:
         return ask(agent)
     finally:

@@ -6,14 +6,14 @@ they stay correct as commands change. One change to Click's bash script: it hand
 line up to the cursor instead of bash's COMP_WORDS, which break at ':' and '=' and so tear a
 libvirt URI (``-c qemu:///system``) into pieces.
 
-``make completions`` (``python -m qgactl.completion_scripts completions``) writes them into
-completions/; a test fails when the committed files differ from what this module generates.
+``make completions`` (lab/write_completions.py, a build step outside the package, so that
+nothing here imports the CLI) writes them into completions/; a test fails when the committed
+files differ from what this module generates.
 ``qgactl completion SHELL`` prints one. Not here: what completes (completion.py).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -87,16 +87,3 @@ def write_scripts(directory: Path, command: click.Command) -> list[Path]:
         path.write_text(script(shell, command))
         paths.append(path)
     return paths
-
-
-def main(argv: list[str]) -> None:
-    from qgactl.cli import cli  # a build step, like __main__: the arrows allow it
-
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m qgactl.completion_scripts DIRECTORY")
-    for path in write_scripts(Path(argv[0]), cli):
-        print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -152,6 +152,14 @@ class Libvirt:
                 raise libvirt_error(exc).with_context(uri=self.uri) from None
         return self._conn
 
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # closing a connection whose host went away
+                pass
+
     def lookup(self, name: str) -> Any:
         """Resolve DOMAIN as virsh does: an ID, then a UUID, then a name."""
         import libvirt

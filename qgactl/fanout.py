@@ -26,7 +26,7 @@ class NotStarted(QgactlError):
 
 
 class Outcome(NamedTuple):
-    target: Any  # a targets.Target, or whatever run_all was given
+    target: Any  # a targeting.Target, or whatever run_all was given
     value: Any = None
     error: QgactlError | None = None
 
@@ -81,7 +81,7 @@ def run_all(
 
 
 def _one(target: T, job: Callable[[T], Any]) -> Outcome:
-    failure = getattr(target, "failure", None)  # a targets.Target that could not be named
+    failure = getattr(target, "failure", None)  # a targeting.Target that could not be named
     if failure is not None:
         return Outcome(target, error=failure)
     try:

@@ -33,6 +33,7 @@ from qgactl.tables import filesystems
 if TYPE_CHECKING:
     from qgactl.agent import Agent
 
+FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: the default 5 s is too short
 THAW_RETRY_SECONDS = 30.0  # qgactl's own thaw keeps trying this long before it gives up
 KILL_GRACE = 2.0  # CMD's process group gets this long after SIGTERM before SIGKILL
 RUN_TIMED_OUT = 124  # like timeout(1)

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from qgactl.app import App
 from qgactl.errors import AgentCommandError, InvalidUsage, NotFound, QgactlError
 
 if TYPE_CHECKING:
@@ -104,15 +103,12 @@ class Target:
             args += ["--domain", self.domain]
         return args
 
-    def app(self) -> App:
-        return App(
-            timeout=self.timeout,
-            output="json",
-            debug=False,
-            connect=self.connect,
-            transport=self.transport,
-            socket=self.socket,
-        )
+    def open(self) -> Agent:
+        """A fresh connection (and libvirt connection) to the agent."""
+        from qgactl.connector import Connector
+
+        connector = Connector(timeout=self.timeout, transport=self.transport)
+        return connector.open(self.domain, socket=self.socket, uri=self.connect)
 
 
 # -- state files ----------------------------------------------------------------------------
@@ -263,10 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.close(args.ready_fd)
     try:
         _wait_for_trigger(deadline, args.parent)
-        # A new App (and libvirt connection) per try: libvirtd may restart while we wait.
-        thaw_until_done(
-            lambda: target.app().open_agent(target.domain), give_up=WATCHDOG_RETRY_SECONDS
-        )
+        # A new libvirt connection per try (Target.open): libvirtd may restart while we wait.
+        thaw_until_done(target.open, give_up=WATCHDOG_RETRY_SECONDS)
     except QgactlError:
         return 1  # nobody to tell (stdio is /dev/null): the exit status is for tests
     finally:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qgactl import completion, fanout, targets
+from qgactl import completion, fanout, targeting
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
@@ -23,7 +23,7 @@ from qgactl.errors import (
 from qgactl.ping import PingResult
 
 if TYPE_CHECKING:
-    from qgactl.targets import Target
+    from qgactl.targeting import Target
 
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # guest-file-write's largest sensible chunk, base64
 
@@ -51,7 +51,7 @@ def ping(app: App, domain: tuple[str, ...], all_domains: bool, wait: float) -> i
 
     Exits 0 when every agent answered, else with the first failure's code.
     """
-    chosen = targets.resolve(app, domain, all_domains=all_domains)
+    chosen = targeting.resolve(app, domain, all_domains=all_domains)
     with app.terminal.status(f"pinging {', '.join(t.label for t in chosen.items)}"):
         outcomes = fanout.run_all(chosen.items, lambda target: _ping(app, target, wait), app.jobs)
     results = [

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from qgactl import completion, fanout, guest_exec, targets
+from qgactl import completion, fanout, guest_exec, targeting
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.errors import ExitCode, InvalidUsage, QgactlError
@@ -20,7 +20,7 @@ from qgactl.signals import DeferredSignals
 
 if TYPE_CHECKING:
     from qgactl.fanout import Outcome
-    from qgactl.targets import Target, Targets
+    from qgactl.targeting import Target, Targets
 
 
 @click.command()
@@ -173,7 +173,7 @@ def _exec(
     for flag, value in (("--cwd", options.cwd), ("--user", options.user)):
         if value is not None and not value:
             raise InvalidUsage(f"{flag}: empty")
-    chosen = targets.resolve(app, named, all_domains=all_domains)
+    chosen = targeting.resolve(app, named, all_domains=all_domains)
     as_json = app.terminal.output == "json" and app.output_requested == "json"
 
     def run(target: Target, stdout: Any, stderr: Any, stdin: Any) -> guest_exec.ExecResult:

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
-from qgactl import completion, fanout, targets
+from qgactl import completion, fanout, targeting
 from qgactl.errors import ExitCode
 
 if TYPE_CHECKING:
     from qgactl.agent import Agent
     from qgactl.app import App
     from qgactl.fanout import Outcome
-    from qgactl.targets import Target, Targets
+    from qgactl.targeting import Target, Targets
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,7 +74,7 @@ def fan_out(
         data = as_json(value)
         return {key: data} if key is not None else data
 
-    chosen = targets.resolve(app, domains, all_domains=all_domains)
+    chosen = targeting.resolve(app, domains, all_domains=all_domains)
     if not chosen.plural:
         target = chosen.items[0]
         if target.failure is not None:

@@ -15,19 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qgactl import completion, freeze, tables, targets, watchdog
+from qgactl import completion, freeze, tables, targeting, watchdog
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
 from qgactl.errors import ExitCode, InvalidUsage, QgactlError
 from qgactl.freeze import AlreadyFrozen
 from qgactl.signals import DeferredSignals
-from qgactl.targets import Target
+from qgactl.targeting import Target
 
 if TYPE_CHECKING:
     from qgactl.agent import Agent
-
-FREEZE_TIMEOUT = 30.0  # a freeze syncs every dirty page first: the default 5 s is too short
 
 
 # -- fsfreeze ---------------------------------------------------------------------------------
@@ -104,7 +102,7 @@ def fsfreeze(
         raise InvalidUsage("--freeze or --thaw, not both", hint="see qgactl fsfreeze --help")
     action = "freeze" if freeze_ else "thaw" if thaw else None
     _check_options(action, mountpoints, auto_thaw, command, timeout_run)
-    chosen = targets.resolve(app, domain)
+    chosen = targeting.resolve(app, domain)
     failed = next((target.failure for target in chosen.items if target.failure), None)
     if failed is not None:
         raise failed
@@ -212,11 +210,11 @@ def _thaw(app: App, target: Target) -> int:
 
 
 def _freeze_timeout(app: App) -> float:
-    """-t when given, else FREEZE_TIMEOUT: a freeze first syncs all dirty data, and giving up
+    """-t when given, else freeze.FREEZE_TIMEOUT: a freeze first syncs all dirty data, and giving up
     early only leaves the agent freezing with nobody waiting for it."""
     root = click.get_current_context().find_root()
     if root.get_parameter_source("timeout") == click.core.ParameterSource.DEFAULT:
-        return max(app.timeout, FREEZE_TIMEOUT)
+        return max(app.timeout, freeze.FREEZE_TIMEOUT)
     return app.timeout
 
 

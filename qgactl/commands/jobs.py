@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
-from qgactl import completion, jobs, targets
+from qgactl import completion, jobs, targeting
 from qgactl.app import App, pass_app
 from qgactl.errors import ExitCode, InvalidUsage
 from qgactl.signals import DeferredSignals
@@ -32,7 +32,7 @@ def detach(
     if given:
         raise InvalidUsage(f"--detach does not go with {', '.join(given)}")
     domain = named[0] if named else None
-    if domain is not None and targets.is_glob(domain):  # several -c or --socket: open_agent
+    if domain is not None and targeting.is_glob(domain):  # several -c or --socket: open_agent
         raise InvalidUsage("--detach starts a job on one guest", hint="name one DOMAIN")
     agent = app.open_agent(domain)
     job_id = jobs.start(agent, argv, env=env, shell=shell)

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qgactl import fanout, targets, waiting
+from qgactl import fanout, targeting, waiting
 from qgactl.app import App, pass_app
 from qgactl.commands import fleet
 from qgactl.commands.fleet import targets_argument
 from qgactl.errors import ExitCode
 
 if TYPE_CHECKING:
-    from qgactl.targets import Target
+    from qgactl.targeting import Target
 
 
 @click.command()
@@ -51,9 +51,9 @@ def wait(app: App, domain: tuple[str, ...], all_domains: bool, want: str, timeou
     neither loopback nor link-local. Exits 0 when every target is ready, 5 at the timeout.
     """
     if not app.socket_paths:
-        waiting.start_event_loop()  # before targets.resolve opens the connections
+        waiting.start_event_loop()  # before targeting.resolve opens the connections
     deadline = time.monotonic() + timeout
-    chosen = targets.resolve(app, domain, all_domains=all_domains)
+    chosen = targeting.resolve(app, domain, all_domains=all_domains)
     events = waiting.Events()
     for uri in {target.host for target in chosen.items if target.domain and not target.failure}:
         events.listen(app.host(uri).conn)

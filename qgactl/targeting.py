@@ -1,5 +1,5 @@
-"""Which agents a command talks to: DOMAIN names, UUIDs, IDs and globs, --all, on every host
-given with -c, or the agent sockets given with --socket.
+"""Which agents a command (or qgactl.targets) talks to: DOMAIN names, UUIDs, IDs and globs,
+--all, on every host given with -c, or the agent sockets given with --socket.
 
 ``resolve`` opens every host in a thread of its own with a deadline (-t): libvirt's open blocks
 for as long as a listener that accepts but never answers keeps the socket (~30 s seen), so a
@@ -15,13 +15,12 @@ from __future__ import annotations
 import fnmatch
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from qgactl.errors import AgentTimeout, InvalidUsage, NotFound, QgactlError
 from qgactl.wire import Deadline
 
 if TYPE_CHECKING:
-    from qgactl.app import App
     from qgactl.discover import Libvirt
 
 GLOB_CHARACTERS = "*?["
@@ -38,13 +37,25 @@ class Target(NamedTuple):
     failure: QgactlError | None = None
 
 
+class Scope(Protocol):
+    """Where targets are looked for: the CLI's App, or the API's fan-out (qgactl.api)."""
+
+    @property
+    def socket_paths(self) -> list[str]: ...
+    @property
+    def connect_uris(self) -> list[str]: ...
+    @property
+    def timeout(self) -> float: ...
+    def host(self, uri: str | None) -> Libvirt: ...
+
+
 class Targets(NamedTuple):
     items: list[Target]
     plural: bool  # several were asked for (a list, a glob, --all, hosts): output as a list
     hosts: int  # how many hosts: a HOST column when more than one
 
 
-def resolve(app: App, words: Sequence[str], *, all_domains: bool = False) -> Targets:
+def resolve(app: Scope, words: Sequence[str], *, all_domains: bool = False) -> Targets:
     """The targets of a fan-out command, in the order given (host by host)."""
     if app.socket_paths:
         if words or all_domains:
@@ -81,7 +92,7 @@ def resolve(app: App, words: Sequence[str], *, all_domains: bool = False) -> Tar
 
 
 def _resolve_host(
-    app: App,
+    app: Scope,
     uri: str | None,
     words: Sequence[str],
     all_domains: bool,
@@ -124,7 +135,7 @@ def _failed(
     return [Target(label, uri, failure=error) for label in labels]
 
 
-def _host_timeout(app: App, uri: str | None) -> QgactlError:
+def _host_timeout(app: Scope, uri: str | None) -> QgactlError:
     shown = app.host(uri).uri
     return AgentTimeout(
         f"libvirt on {shown} did not answer within {app.timeout:g}s",

@@ -1,0 +1,674 @@
+"""qgactl's Python API: reach a guest's agent and use it, one guest or many.
+
+    import qgactl
+
+    with qgactl.connect("vm1", uri="qemu+ssh://kvm3/system") as guest:
+        print(guest.osinfo().pretty_name)
+        result = guest.exec(["uname", "-a"])
+        print(result.stdout.decode())
+
+``connect`` returns a ``Guest``: typed methods over qgactl's engines (guest_exec for commands,
+transfer for files, freeze/watchdog for fsfreeze, power, guestinfo). ``targets`` names many
+guests (names, globs, ``all_domains``, several hosts or sockets) and runs a function on each,
+concurrently. Every failure is a ``qgactl.QgactlError`` (qgactl/errors.py documents the tree).
+
+No printing, no click, no rich: the CLI (qgactl/commands/) and the Ansible plugins are clients
+of this module like any other. docs/api.md has runnable examples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
+
+from qgactl.connector import Connector
+from qgactl.errors import InvalidUsage
+from qgactl.wire import DEFAULT_CHANNEL
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from qgactl.agent import Agent
+    from qgactl.agentchannel import ChannelChange, ChannelEdit
+    from qgactl.diagnose import Check
+    from qgactl.guest_exec import ExecResult
+    from qgactl.guestfile import Progress, Sink
+    from qgactl.models import (
+        AgentInfo,
+        AuthorizedKeys,
+        Filesystem,
+        GuestInfo,
+        NetworkInterface,
+        OsInfo,
+        PowerResult,
+        TrimResult,
+    )
+    from qgactl.targeting import Target
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 5.0
+
+
+class Completed(NamedTuple):
+    """How a guest command ended (``Guest.exec``).
+
+    ``status`` is shell-style: the exit code, 128+N for a signal N, 124 after ``timeout``.
+    ``stdout`` and ``stderr`` hold the output when no callback or sink took it (else b"").
+    """
+
+    status: int
+    exit_code: int | None
+    signal: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    pid: int
+
+
+class CommandFailed(Exception):
+    """``Guest.exec(check=True)``: the command ran and ended with a non-zero status. Not a
+    QgactlError: qgactl did its job; the guest's command failed."""
+
+    def __init__(self, argv: Sequence[str], completed: Completed) -> None:
+        super().__init__(f"{' '.join(argv)}: exit status {completed.status}")
+        self.argv = list(argv)
+        self.completed = completed
+
+
+def connect(
+    domain: str | None = None,
+    *,
+    uri: str | None = None,
+    socket: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: str = "auto",
+) -> Guest:
+    """A ``Guest`` for the libvirt domain ``domain`` (name, UUID or ID) on the host ``uri``
+    (None: libvirt's default, $LIBVIRT_DEFAULT_URI or qemu:///system), or for the agent socket
+    ``socket`` (bare QEMU, a dedicated channel). ``timeout`` bounds each agent call (connect,
+    sync and command together); ``transport`` is "auto", "libvirt" or "socket" as in the CLI.
+
+    Nothing is contacted yet: the first call opens the agent (NotFound, AgentUnavailable...).
+    """
+    _one_target(domain, socket)
+    connector = Connector(timeout=timeout, transport=transport)
+    return Guest(connector, domain=domain, socket=socket, uri=uri)
+
+
+def doctor(
+    domain: str | None = None,
+    *,
+    uri: str | None = None,
+    socket: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: str = "auto",
+) -> list[Check]:
+    """Why doesn't the agent answer? ``qgactl doctor``'s checks as data, in order: each a
+    ``Check`` with ``check`` (its name), ``status`` ("pass", "fail", "skipped"), ``detail``,
+    ``fix`` and ``exit_code``. The first failure skips the checks after it. Never raises for
+    what it finds; only for bad arguments."""
+    from qgactl.diagnose import Doctor
+
+    _one_target(domain, socket)
+    connector = Connector(timeout=timeout, transport=transport)
+    try:
+        return Doctor(connector, domain=domain, socket=socket, uri=uri).run()
+    finally:
+        connector.close()
+
+
+def add_channel(
+    domain: str,
+    *,
+    uri: str | None = None,
+    name: str = DEFAULT_CHANNEL,
+    path: str | None = None,
+    address: tuple[int, int, int] | None = None,
+    config: bool = False,
+    live: bool = False,
+    dry_run: bool = False,
+) -> ChannelChange:
+    """Add the guest agent's channel (and a virtio-serial controller if needed) to a libvirt
+    domain, as ``qgactl add-channel``: by default to its persistent configuration and, when it
+    runs, hot-plugged into the live domain (``config`` / ``live`` choose one). Another ``name``
+    than libvirt's own is a dedicated channel and needs a host socket ``path``; ``address``
+    pins its virtio-serial port (controller, bus, port). Already there: nothing changes.
+
+    Returns a ``ChannelChange`` (``config``, ``live``, ``added_controller``,
+    ``restart_needed``, ``notes``; with ``dry_run``, the XML ``diff`` and no change). A refusal
+    (XmlPatchRefused, InvalidUsage...) comes before anything changed; a live failure after the
+    configuration changed raises an error that says exactly that."""
+    from qgactl import agentchannel
+
+    if name != DEFAULT_CHANNEL and path is None:
+        raise InvalidUsage(
+            f"the channel {name} needs a socket path",
+            hint="libvirt holds only org.qemu.guest_agent.0 itself",
+        )
+    return _edit_channel(
+        agentchannel.adding(name, path, address), domain, uri, config, live, dry_run
+    )
+
+
+def remove_channel(
+    domain: str,
+    *,
+    uri: str | None = None,
+    name: str = DEFAULT_CHANNEL,
+    config: bool = False,
+    live: bool = False,
+    dry_run: bool = False,
+) -> ChannelChange:
+    """Remove the agent's channel ``name`` from a domain (``add_channel``'s opposite; the
+    virtio-serial controller stays)."""
+    from qgactl import agentchannel
+
+    return _edit_channel(agentchannel.removing(name), domain, uri, config, live, dry_run)
+
+
+def _edit_channel(
+    op: ChannelEdit, domain: str, uri: str | None, config: bool, live: bool, dry_run: bool
+) -> ChannelChange:
+    from qgactl import agentchannel
+    from qgactl.discover import Libvirt
+
+    libvirt = Libvirt(uri)
+    try:
+        change = agentchannel.edit(
+            libvirt, op, domain, config_opt=config, live_opt=live, dry_run=dry_run
+        )
+    finally:
+        libvirt.close()
+    if change.half_done is not None:
+        raise change.half_done
+    return change
+
+
+def _one_target(domain: str | None, socket: str | None) -> None:
+    if bool(domain) == bool(socket):
+        raise InvalidUsage(
+            "give either a domain or a socket", hint='qgactl.connect("vm1") or connect(socket=...)'
+        )
+
+
+class Guest:
+    """One guest's agent. Keeps one connection open between calls (``close`` or a ``with``
+    block ends it); a call after a failure opens a fresh one."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        domain: str | None = None,
+        socket: str | None = None,
+        uri: str | None = None,
+        owns_connector: bool = True,
+    ) -> None:
+        self.connector = connector
+        self.domain = domain
+        self.socket = socket
+        self.uri = uri
+        self._owns_connector = owns_connector  # a Fleet's guests share the Fleet's
+        self._agent: Agent | None = None
+
+    @property
+    def name(self) -> str:
+        """The domain, or the socket path."""
+        return self.domain or self.socket or "?"
+
+    @property
+    def timeout(self) -> float:
+        return self.connector.timeout
+
+    def __repr__(self) -> str:
+        where = f" on {self.uri}" if self.uri else ""
+        return f"<qgactl.Guest {self.name}{where}>"
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the connection ---------------------------------------------------------------------
+
+    @property
+    def agent(self) -> Agent:
+        """The low-level ``qgactl.agent.Agent`` (one method per agent command, ``call`` for
+        any): opened on first use."""
+        if self._agent is None:
+            self._agent = self.open_agent()
+        return self._agent
+
+    def open_agent(self, timeout: float | None = None) -> Agent:
+        """A new connection of its own to this guest's agent (the caller closes it)."""
+        return self.connector.open(self.domain, socket=self.socket, uri=self.uri, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the agent connection and libvirt's (a later call opens them again)."""
+        if self._agent is not None:
+            agent, self._agent = self._agent, None
+            agent.close()
+        if self._owns_connector:
+            self.connector.close()
+
+    def _using(self, work: Callable[[Agent], T]) -> T:
+        """``work(agent)``; a failed connection is dropped so that the next call reconnects."""
+        from qgactl.errors import AgentCommandError, QgactlError
+
+        try:
+            return work(self.agent)
+        except AgentCommandError:
+            raise  # the agent answered: the connection is fine
+        except QgactlError:
+            if self._agent is not None:
+                agent, self._agent = self._agent, None
+                with contextlib.suppress(QgactlError):
+                    agent.close()
+            raise
+
+    # -- the agent --------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """guest-ping: returns when the agent answers; raises otherwise."""
+        self._using(lambda agent: agent.ping())
+
+    def info(self) -> AgentInfo:
+        """The agent's version and its commands (enabled or not)."""
+        return self._using(lambda agent: agent.info())
+
+    def osinfo(self) -> OsInfo:
+        """The guest's OS (guest-get-osinfo): id, name, version, kernel..."""
+        return self._using(lambda agent: agent.osinfo())
+
+    def hostname(self) -> str | None:
+        """The guest's host name (None when the agent's reply lacks it)."""
+        return self._using(lambda agent: agent.hostname().host_name)
+
+    def interfaces(self) -> tuple[NetworkInterface, ...]:
+        """The guest's network interfaces and their IP addresses."""
+        return self._using(lambda agent: agent.interfaces())
+
+    def fsinfo(self) -> tuple[Filesystem, ...]:
+        return self._using(lambda agent: agent.fsinfo())
+
+    def guestinfo(self, *parts: str) -> GuestInfo:
+        """Several facts at once ("os", "hostname", "users", "timezone", "fs", "disks", "net",
+        "load", "vcpus"; all when none are named): through libvirt's one-call guestinfo when
+        it can, and only the parts the agent has enabled."""
+        from qgactl.guestinfo import gather
+
+        return self._using(lambda agent: gather(agent, parts))
+
+    def call(self, command: str, arguments: Mapping[str, Any] | None = None) -> Any:
+        """Any agent command, e.g. ``call("guest-get-time")``: its "return" value."""
+        return self._using(lambda agent: agent.call(command, dict(arguments or {})))
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def exec(
+        self,
+        argv: Sequence[str] | str,
+        *,
+        stdin: bytes | IO[bytes] | None = None,
+        env: Mapping[str, str] | None = None,
+        shell: bool = False,
+        timeout: float | None = None,
+        stdout: Sink | None = None,
+        stderr: Sink | None = None,
+        on_stdout: Callable[[bytes], object] | None = None,
+        on_stderr: Callable[[bytes], object] | None = None,
+        check: bool = False,
+    ) -> Completed:
+        """Run a command in the guest and wait for it; output byte for byte, at any size.
+
+        ``argv`` is a list (no shell), or a string run by the guest's /bin/sh (``shell`` runs
+        a list joined by spaces). ``stdin`` is bytes or a binary stream (spooled through a guest
+        file, any size). ``env`` adds variables. ``timeout`` kills the command (its whole
+        process group) after that many seconds: status 124. Output goes to ``on_stdout`` /
+        ``on_stderr`` (called with each chunk), or to writable binary sinks ``stdout`` /
+        ``stderr``; else it is returned in ``Completed``. ``check`` raises CommandFailed on a
+        non-zero status. A command that can't start raises guest_exec.CannotRun (126, 127).
+        """
+        from qgactl import guest_exec
+
+        if isinstance(argv, str):
+            argv, shell = [argv], True
+        out_sink, out_buffer = _sink(stdout, on_stdout)
+        err_sink, err_buffer = _sink(stderr, on_stderr)
+        stream = io.BytesIO(stdin) if isinstance(stdin, (bytes, bytearray)) else stdin
+        pairs = [f"{name}={value}" for name, value in (env or {}).items()]
+        result: ExecResult = self._using(
+            lambda agent: guest_exec.run(
+                agent,
+                argv,
+                stdout=out_sink,
+                stderr=err_sink,
+                stdin=stream,
+                env=pairs,
+                shell=shell,
+                timeout_run=timeout,
+            )
+        )
+        completed = Completed(
+            result.status,
+            result.exit_code,
+            result.signal,
+            out_buffer.getvalue() if out_buffer else b"",
+            err_buffer.getvalue() if err_buffer else b"",
+            result.timed_out,
+            result.pid,
+        )
+        if check and completed.status:
+            raise CommandFailed(argv, completed)
+        return completed
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def read_file(self, path: str) -> bytes:
+        """The whole guest file (mind its size: ``copy_out`` streams to disk)."""
+        from qgactl import transfer
+
+        buffer = io.BytesIO()
+        self._using(lambda agent: transfer.download_to(agent, path, buffer))
+        return buffer.getvalue()
+
+    def write_file(self, path: str, data: bytes | IO[bytes], *, mode: int = 0o644) -> str:
+        """Write ``data`` to the guest file ``path``, atomically (a temporary file renamed into
+        place: readers see the old file or the whole new one). A new file gets ``mode``; a
+        file it replaces keeps its mode and owner. Returns the guest path written."""
+        from qgactl import transfer
+
+        source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+        name = posixpath.basename(path.rstrip("/"))
+        return self._using(lambda agent: transfer.upload(agent, source, path, name=name, mode=mode))
+
+    def copy_in(
+        self,
+        host_path: str | os.PathLike[str],
+        guest_path: str,
+        *,
+        keep_mode: bool = False,
+        progress: Progress | None = None,
+    ) -> str:
+        """Copy a host file (or, recursively, a directory) into the guest: all or nothing.
+        ``guest_path`` may be a directory to copy into. Returns the guest path written."""
+        from qgactl import transfer
+
+        source = Path(host_path)
+        if source.is_dir():
+            return self._using(
+                lambda agent: transfer.upload_tree(agent, source, guest_path, keep_mode=keep_mode)
+            )
+        mode = transfer.new_file_mode(source.stat().st_mode, keep_mode)
+        with source.open("rb") as stream:
+            return self._using(
+                lambda agent: transfer.upload(
+                    agent,
+                    stream,
+                    guest_path,
+                    name=source.name,
+                    mode=mode,
+                    keep_mode=keep_mode,
+                    progress=progress,
+                    size=source.stat().st_size,
+                )
+            )
+
+    def copy_out(
+        self,
+        guest_path: str,
+        host_path: str | os.PathLike[str],
+        *,
+        recursive: bool = False,
+        keep_mode: bool = False,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Copy a guest file (a directory with ``recursive``) to the host: written beside the
+        destination and renamed into place only when complete. Returns the host path."""
+        from qgactl import transfer
+
+        if recursive:
+            return self._using(
+                lambda agent: transfer.download_tree(
+                    agent, guest_path, host_path, keep_mode=keep_mode
+                )
+            )
+        return self._using(
+            lambda agent: transfer.download(
+                agent, guest_path, host_path, keep_mode=keep_mode, progress=progress
+            )
+        )
+
+    # -- filesystems ----------------------------------------------------------------------------
+
+    def fsfreeze_status(self) -> str:
+        """ "thawed" or "frozen"."""
+        return self._using(lambda agent: agent.fsfreeze_status())
+
+    def thaw(self) -> int:
+        """Thaw every filesystem (retrying for up to 30 s); returns how many were thawed."""
+        from qgactl import freeze, watchdog
+
+        return watchdog.thaw_until_done(
+            lambda: self.open_agent(max(self.timeout, freeze.FREEZE_TIMEOUT)),
+            give_up=freeze.THAW_RETRY_SECONDS,
+        )
+
+    @contextlib.contextmanager
+    def frozen(self, mountpoints: Sequence[str] = (), *, guard: bool = True) -> Iterator[int]:
+        """Freeze the guest's filesystems (or only ``mountpoints``) for the ``with`` block,
+        and thaw them whatever happens in it; yields how many were frozen.
+
+        With ``guard`` (the default) a watchdog process is armed before the freeze and thaws
+        the guest within a second if this Python process dies (SIGKILL included) while frozen.
+        A guest that is already frozen raises freeze.AlreadyFrozen and is left alone.
+        """
+        from qgactl import freeze, watchdog
+
+        seconds = max(self.timeout, freeze.FREEZE_TIMEOUT)
+        agent = self.open_agent(seconds)
+        try:
+            if agent.fsfreeze_status() == "frozen":
+                raise freeze.AlreadyFrozen(
+                    f"{self.name}: the filesystems are already frozen",
+                    hint="thaw them first (Guest.thaw)",
+                    domain=self.name,
+                )
+            keeper = None
+            if guard:
+                target = watchdog.Target(
+                    self.domain, self.socket, self.uri, self.connector.transport, seconds
+                )
+                keeper = watchdog.start(target, seconds=None, guard=True)
+            try:
+                count = agent.fsfreeze_freeze(mountpoints, timeout=seconds)
+                agent.close()  # one client at a time on a socket: the thaw opens its own
+                yield count
+            finally:
+                try:
+                    self.thaw()
+                finally:
+                    if keeper is not None:
+                        keeper.terminate()
+                        keeper.wait()
+        finally:
+            agent.close()
+
+    def fstrim(self, minimum: int | None = None) -> tuple[TrimResult, ...]:
+        """Discard unused blocks (guest-fstrim): one result per filesystem."""
+        return self._using(lambda agent: agent.fstrim(minimum, timeout=max(self.timeout, 60.0)))
+
+    # -- power and accounts -----------------------------------------------------------------------
+
+    def shutdown(self, mode: str = "powerdown", *, wait: float | None = None) -> PowerResult:
+        """Ask the guest to power down ("powerdown"), "halt" or "reboot"; with ``wait``
+        (seconds), wait until the domain is off (or, for a reboot, its agent answers again)."""
+        from qgactl import power
+
+        domain = None
+        if self.domain:
+            domain = self.connector.host(self.uri).lookup(self.domain)
+        return self._using(
+            lambda agent: power.shutdown(
+                agent, mode, name=self.name, domain=domain, socket_path=self.socket, wait=wait
+            )
+        )
+
+    def reboot(self, *, wait: float | None = None) -> PowerResult:
+        return self.shutdown("reboot", wait=wait)
+
+    def set_password(self, user: str, password: str, *, crypted: bool = False) -> None:
+        """Set a guest user's password (``crypted``: already a crypt(3) hash). It is never
+        logged, and never on a command line."""
+        self._using(lambda agent: agent.set_user_password(user, password, crypted=crypted))
+
+    def ssh_keys(self, user: str) -> AuthorizedKeys:
+        return self._using(lambda agent: agent.ssh_keys(user))
+
+    def add_ssh_keys(self, user: str, keys: Sequence[str], *, reset: bool = False) -> None:
+        """Append keys to the user's authorized_keys (``reset``: replace them all)."""
+        self._using(lambda agent: agent.ssh_add_keys(user, keys, reset=reset))
+
+    def remove_ssh_keys(self, user: str, keys: Sequence[str]) -> None:
+        self._using(lambda agent: agent.ssh_remove_keys(user, keys))
+
+
+def _sink(
+    given: Sink | None, callback: Callable[[bytes], object] | None
+) -> tuple[Sink, io.BytesIO | None]:
+    """Where one output stream goes: a callback, a sink, or a buffer returned to the caller."""
+    if callback is not None:
+        return _CallbackSink(callback), None
+    if given is not None:
+        return given, None
+    buffer = io.BytesIO()
+    return buffer, buffer
+
+
+class _CallbackSink:
+    def __init__(self, callback: Callable[[bytes], object]) -> None:
+        self.callback = callback
+
+    def write(self, data: bytes, /) -> int:
+        if data:
+            self.callback(bytes(data))
+        return len(data)
+
+
+# -- many guests ------------------------------------------------------------------------------
+
+
+class Result(NamedTuple):
+    """One guest's outcome in ``Fleet.map``: its value, or the QgactlError it raised."""
+
+    guest: Guest
+    value: Any = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Fleet:
+    """Guests named by ``targets``; ``map`` runs a function on each, concurrently."""
+
+    def __init__(self, connector: Connector, items: Sequence[Target], jobs: int) -> None:
+        self.connector = connector
+        self.items = list(items)
+        self.jobs = jobs
+
+    @property
+    def guests(self) -> list[Guest]:
+        """A Guest per target that could be named (see ``failures`` for the others)."""
+        return [self._guest(item) for item in self.items if item.failure is None]
+
+    @property
+    def failures(self) -> list[tuple[str, Exception]]:
+        """Targets that could not even be named: (label, error): a host down, a glob that
+        matched nothing."""
+        return [(item.label, item.failure) for item in self.items if item.failure is not None]
+
+    def map(self, work: Callable[[Guest], Any]) -> list[Result]:
+        """``work(guest)`` for every guest, ``jobs`` at once; one Result per target in order.
+        A QgactlError in one guest is its Result's ``error``; it never stops the others."""
+        from qgactl import fanout
+
+        guests = {item: self._guest(item) for item in self.items}
+
+        def job(item: Target) -> Any:
+            with guests[item] as guest:
+                return work(guest)
+
+        outcomes = fanout.run_all(self.items, job, self.jobs)
+        return [Result(guests[o.target], o.value, o.error) for o in outcomes]
+
+    def close(self) -> None:
+        """Close the libvirt connections (one per host, shared by the guests)."""
+        self.connector.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _guest(self, item: Target) -> Guest:
+        return Guest(
+            self.connector,
+            domain=item.domain,
+            socket=item.socket,
+            uri=item.host,
+            owns_connector=False,
+        )
+
+
+class _Scope:
+    """What targeting.resolve needs to know (the CLI's App is the other one)."""
+
+    def __init__(self, connector: Connector, uris: list[str], sockets: list[str]) -> None:
+        self.connector = connector
+        self.connect_uris = uris
+        self.socket_paths = sockets
+        self.timeout = connector.timeout
+
+    def host(self, uri: str | None) -> Any:
+        return self.connector.host(uri)
+
+
+def targets(
+    *domains: str,
+    uris: Sequence[str] = (),
+    sockets: Sequence[str] = (),
+    all_domains: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: str = "auto",
+    jobs: int = 16,
+) -> Fleet:
+    """Many guests: ``domains`` (names, UUIDs, IDs, shell globs like "web*") or
+    ``all_domains`` (the running domains with an agent channel) on every host in ``uris``
+    (default: libvirt's default host), or the agent ``sockets`` (globs too).
+
+    Every host is asked in parallel, each within ``timeout``: a host that is down fails its own
+    targets (``Fleet.failures``, and their Results in ``map``) and holds up no other.
+    """
+    import glob
+
+    from qgactl import targeting
+
+    paths = [p for given in sockets for p in (sorted(glob.glob(given)) or [given])]
+    connector = Connector(timeout=timeout, transport=transport)
+    scope = _Scope(connector, list(uris), paths)
+    found = targeting.resolve(scope, domains, all_domains=all_domains)
+    return Fleet(connector, found.items, jobs)
