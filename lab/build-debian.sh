@@ -43,6 +43,8 @@ IMAGE_SIZE=1536M
 USER_NAME=qgauser
 PACKAGES=systemd-sysv,udev,dbus,libpam-systemd,qemu-guest-agent,linux-image-amd64,initramfs-tools
 PACKAGES+=,util-linux,util-linux-extra,procps,iproute2,python3,bash,vim-tiny,less,kmod
+# Ansible's apt module needs python3-apt (tests/vm/test_ansible.py)
+PACKAGES+=,python3-apt
 
 ROOT=${QGACTL_DEBIAN_CACHE:-/var/lib/qgactl-lab/debian12}
 KEY=$( { sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1; echo "$MIRROR"; } | sha256sum | cut -c1-16)

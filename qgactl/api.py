@@ -338,7 +338,8 @@ class Guest:
         process group) after that many seconds: status 124. Output goes to ``on_stdout`` /
         ``on_stderr`` (called with each chunk), or to writable binary sinks ``stdout`` /
         ``stderr``; else it is returned in ``Completed``. ``check`` raises CommandFailed on a
-        non-zero status. A command that can't start raises guest_exec.CannotRun (126, 127).
+        non-zero status. A command that can't start (not found, not executable) ends with
+        status 127 or 126, as in a shell, the guest's reason on its stderr and ``pid`` 0.
         """
         from qgactl import guest_exec
 
@@ -348,18 +349,22 @@ class Guest:
         err_sink, err_buffer = _sink(stderr, on_stderr)
         stream = io.BytesIO(stdin) if isinstance(stdin, (bytes, bytearray)) else stdin
         pairs = [f"{name}={value}" for name, value in (env or {}).items()]
-        result: ExecResult = self._using(
-            lambda agent: guest_exec.run(
-                agent,
-                argv,
-                stdout=out_sink,
-                stderr=err_sink,
-                stdin=stream,
-                env=pairs,
-                shell=shell,
-                timeout_run=timeout,
+        try:
+            result: ExecResult = self._using(
+                lambda agent: guest_exec.run(
+                    agent,
+                    argv,
+                    stdout=out_sink,
+                    stderr=err_sink,
+                    stdin=stream,
+                    env=pairs,
+                    shell=shell,
+                    timeout_run=timeout,
+                )
             )
-        )
+        except guest_exec.CannotRun as exc:
+            err_sink.write(f"{exc}\n".encode())
+            result = guest_exec.ExecResult(0, int(exc.exit_code), None)
         completed = Completed(
             result.status,
             result.exit_code,
