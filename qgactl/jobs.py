@@ -70,8 +70,8 @@ MAX_LIST_BYTES = 1024 * 1024  # the probe's output: ~1.4 MB of base64, well unde
 
 # $1 RUNNER, $2 job id, $3 cmd (JSON), $4 how many NAME=VALUE follow, then the command.
 # Exit 3: the id is taken (mkdir refuses); qgactl picks another.
-LAUNCHER = r"""(umask 077; mkdir -p /run/qgactl/jobs) || exit 1
-j=/run/qgactl/jobs/$2
+LAUNCHER = r"""(umask 077; mkdir -p JOBS_DIR) || exit 1
+j=JOBS_DIR/$2
 mkdir -m 700 "$j" 2>/dev/null || exit 3
 printf '%s\n' "$3" >"$j/cmd" && date +%s >"$j/started" && : >"$j/stdout" && : >"$j/stderr" ||
   exit 1
@@ -86,7 +86,7 @@ while [ ! -e "$j/pid" ] && [ "$i" -lt 200 ]; do
   sleep 0.05 2>/dev/null || sleep 1; i=$((i + 1))
 done
 [ -e "$j/pid" ] || { echo "the job's wrapper did not start" >&2; exit 1; }
-"""
+""".replace("JOBS_DIR", JOBS_DIR)
 # $1 the job's directory, $2 how many NAME=VALUE follow; then the command.
 RUNNER = r"""trap : TERM INT HUP
 j=$1; n=$2; shift 2
@@ -99,7 +99,7 @@ echo "$s" >"$j/status.tmp" && mv -f "$j/status.tmp" "$j/status"
 # $1 a job id, or nothing for every job. One line a job: id, started, status or "-", whether
 # its wrapper is alive (1/0), then its cmd; the whole bounded by MAX_LIST_BYTES. Builtins only
 # inside the loop: a fork costs milliseconds under TCG.
-PROBE = r"""cd /run/qgactl/jobs 2>/dev/null || exit 0
+PROBE = r"""cd JOBS_DIR 2>/dev/null || exit 0
 for j in ${1:-*}; do
   [ -d "$j" ] || continue
   s=-; t=; p=; c=; a=0
@@ -110,7 +110,7 @@ for j in ${1:-*}; do
   [ -n "$p" ] && kill -0 "$p" 2>/dev/null && a=1
   printf '%s\t%s\t%s\t%s\t%s\n' "$j" "$t" "$s" "$a" "$c"
 done | head -c MAX_LIST
-""".replace("MAX_LIST", str(MAX_LIST_BYTES))
+""".replace("MAX_LIST", str(MAX_LIST_BYTES)).replace("JOBS_DIR", JOBS_DIR)
 # $1 the job's directory. Exit 3: no such job; 4: it had already ended.
 KILLER = r"""j=$1
 [ -d "$j" ] || exit 3
@@ -136,9 +136,9 @@ if [ -n "$1" ]; then
   finished "$1" || exit 4
   rm -rf -- "$1"; exit
 fi
-cd /run/qgactl/jobs 2>/dev/null || exit 0
+cd JOBS_DIR 2>/dev/null || exit 0
 for j in *; do [ -d "$j" ] && finished "$j" && rm -rf -- "$j" && echo "$j"; done | head -c 65536
-"""
+""".replace("JOBS_DIR", JOBS_DIR)
 
 
 class Job(NamedTuple):
