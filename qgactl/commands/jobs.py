@@ -34,7 +34,7 @@ def detach(
     domain = named[0] if named else None
     if domain is not None and targeting.is_glob(domain):  # several -c or --socket: open_agent
         raise InvalidUsage("--detach starts a job on one guest", hint="name one DOMAIN")
-    agent = app.open_agent(domain)
+    agent = app.guest(domain).agent
     job_id = jobs.start(agent, argv, env=env, shell=shell)
     if app.terminal.output == "json" and app.output_requested == "json":
         app.terminal.result({"id": job_id, "command": argv}, lambda: None)
@@ -73,7 +73,7 @@ def job() -> None:
 def list_(app: App, words: tuple[str, ...]) -> None:
     """qgactl's jobs in the guest: id, command, started (UTC), state and exit status."""
     domain, _ = app.split_domain(words, "")
-    found = jobs.list_jobs(app.open_agent(domain))
+    found = jobs.list_jobs(app.guest(domain).agent)
 
     def table() -> Any:
         from qgactl import render
@@ -156,7 +156,7 @@ def _agent(app: App, domain: str | None, job_id: str | None) -> Agent:
     """The agent, once the ID is known to be one (an error before any guest call)."""
     if job_id is not None:
         jobs.check_id(job_id)
-    return app.open_agent(domain)
+    return app.guest(domain).agent
 
 
 def _removed(ids: list[str]) -> Any:
