@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from qgactl.diagnose import Check
     from qgactl.guest_exec import ExecResult
     from qgactl.guestfile import Progress, Sink
+    from qgactl.jobs import Job
     from qgactl.models import (
         AgentInfo,
         AuthorizedKeys,
@@ -140,6 +141,7 @@ def add_channel(
     config: bool = False,
     live: bool = False,
     dry_run: bool = False,
+    raise_half_done: bool = True,
 ) -> ChannelChange:
     """Add the guest agent's channel (and a virtio-serial controller if needed) to a libvirt
     domain, as ``qgactl add-channel``: by default to its persistent configuration and, when it
@@ -150,7 +152,8 @@ def add_channel(
     Returns a ``ChannelChange`` (``config``, ``live``, ``added_controller``,
     ``restart_needed``, ``notes``; with ``dry_run``, the XML ``diff`` and no change). A refusal
     (XmlPatchRefused, InvalidUsage...) comes before anything changed; a live failure after the
-    configuration changed raises an error that says exactly that."""
+    configuration changed raises an error that says exactly that (with ``raise_half_done``
+    False it is returned in ``half_done`` instead, beside the notes on what was done)."""
     from qgactl import agentchannel
 
     if name != DEFAULT_CHANNEL and path is None:
@@ -158,9 +161,8 @@ def add_channel(
             f"the channel {name} needs a socket path",
             hint="libvirt holds only org.qemu.guest_agent.0 itself",
         )
-    return _edit_channel(
-        agentchannel.adding(name, path, address), domain, uri, config, live, dry_run
-    )
+    op = agentchannel.adding(name, path, address)
+    return _edit_channel(op, domain, uri, config, live, dry_run, raise_half_done)
 
 
 def remove_channel(
@@ -171,16 +173,24 @@ def remove_channel(
     config: bool = False,
     live: bool = False,
     dry_run: bool = False,
+    raise_half_done: bool = True,
 ) -> ChannelChange:
     """Remove the agent's channel ``name`` from a domain (``add_channel``'s opposite; the
     virtio-serial controller stays)."""
     from qgactl import agentchannel
 
-    return _edit_channel(agentchannel.removing(name), domain, uri, config, live, dry_run)
+    op = agentchannel.removing(name)
+    return _edit_channel(op, domain, uri, config, live, dry_run, raise_half_done)
 
 
 def _edit_channel(
-    op: ChannelEdit, domain: str, uri: str | None, config: bool, live: bool, dry_run: bool
+    op: ChannelEdit,
+    domain: str,
+    uri: str | None,
+    config: bool,
+    live: bool,
+    dry_run: bool,
+    raise_half_done: bool,
 ) -> ChannelChange:
     from qgactl import agentchannel
     from qgactl.discover import Libvirt
@@ -192,7 +202,7 @@ def _edit_channel(
         )
     finally:
         libvirt.close()
-    if change.half_done is not None:
+    if change.half_done is not None and raise_half_done:
         raise change.half_done
     return change
 
@@ -454,10 +464,7 @@ class Guest:
         out_sink, out_buffer = _sink(stdout, on_stdout)
         err_sink, err_buffer = _sink(stderr, on_stderr)
         stream = io.BytesIO(stdin) if isinstance(stdin, (bytes, bytearray)) else stdin
-        if isinstance(env, Mapping):
-            pairs: Sequence[str] = [f"{name}={value}" for name, value in env.items()]
-        else:
-            pairs = env or ()
+        pairs = _env_pairs(env)
         try:
             result: ExecResult = self._using(
                 lambda agent: guest_exec.run(
@@ -493,6 +500,83 @@ class Guest:
         if check and completed.status:
             raise CommandFailed(argv, completed)
         return completed
+
+    # -- jobs: commands that outlive the caller ----------------------------------------------
+
+    def start_job(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | Sequence[str] | None = None,
+        shell: bool = False,
+    ) -> str:
+        """Start a command that runs on when this process ends (``qgactl exec --detach``);
+        returns its id once it runs. Its output and exit status stay in the guest
+        (/run/qgactl/jobs/ID) until ``remove_jobs``. ``env`` and ``shell`` as in ``exec``.
+        POSIX guests only."""
+        from qgactl import jobs
+
+        pairs = _env_pairs(env)
+        return self._using(lambda agent: jobs.start(agent, argv, env=pairs, shell=shell))
+
+    def jobs(self, job_id: str | None = None) -> list[Job]:
+        """qgactl's jobs in the guest (or only ``job_id``), oldest first: each a ``Job``
+        (``id``, ``command``, ``started``, ``state`` running/exited/lost, ``status``)."""
+        from qgactl import jobs
+
+        checked = None if job_id is None else jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.list_jobs(agent, checked))
+
+    def job_output(
+        self, job_id: str, stdout: Sink, stderr: Sink, offsets: tuple[int, int] = (0, 0)
+    ) -> tuple[int, int]:
+        """Copy a job's output from ``offsets`` on into the sinks; returns the new offsets
+        (for the next call)."""
+        from qgactl import jobs
+
+        jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.read_output(agent, job_id, stdout, stderr, offsets))
+
+    def wait_job(
+        self,
+        job_id: str,
+        *,
+        stdout: Sink | None = None,
+        stderr: Sink | None = None,
+        timeout: float | None = None,
+        cancelled: Callable[[], int | None] | None = None,
+    ) -> Job:
+        """Wait for a job to end, copying its output into the sinks (when given) as it comes;
+        returns the finished Job. AgentTimeout after ``timeout`` seconds (the job runs on);
+        a signal number from ``cancelled`` stops the waiting, not the job."""
+        from qgactl import jobs
+
+        jobs.check_id(job_id)
+        return self._using(
+            lambda agent: jobs.follow(
+                agent,
+                job_id,
+                stdout,
+                stderr,
+                timeout=timeout,
+                cancelled=cancelled or (lambda: None),
+            )
+        )
+
+    def kill_job(self, job_id: str) -> bool:
+        """TERM to the job's process group, then KILL; False if it had already ended."""
+        from qgactl import jobs
+
+        jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.kill(agent, job_id))
+
+    def remove_jobs(self, job_id: str | None = None) -> list[str]:
+        """Remove a finished job (``job_id``), or every finished job (None); returns the ids
+        removed. A running job is refused (InvalidUsage)."""
+        from qgactl import jobs
+
+        checked = None if job_id is None else jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.remove(agent, checked))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -730,6 +814,13 @@ class Guest:
 
     def remove_ssh_keys(self, user: str, keys: Sequence[str]) -> None:
         self._using(lambda agent: agent.ssh_remove_keys(user, keys))
+
+
+def _env_pairs(env: Mapping[str, str] | Sequence[str] | None) -> Sequence[str]:
+    """NAME=VALUE strings, from a mapping or as given."""
+    if isinstance(env, Mapping):
+        return [f"{name}={value}" for name, value in env.items()]
+    return env or ()
 
 
 def _sink(
