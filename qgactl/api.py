@@ -11,6 +11,8 @@
 transfer for files, freeze/watchdog for fsfreeze, power, guestinfo). ``targets`` names many
 guests (names, globs, ``all_domains``, several hosts or sockets) and runs a function on each,
 concurrently. Every failure is a ``qgactl.QgactlError`` (qgactl/errors.py documents the tree).
+What the calls return that is not a model (Completed, Result) is in qgactl/results.py, loaded
+only when used: `qgactl ping` goes through this module and should not pay for building them.
 
 No printing, no click, no rich: the CLI (qgactl/commands/) and the Ansible plugins are clients
 of this module like any other. docs/api.md has runnable examples.
@@ -24,7 +26,7 @@ import os
 import posixpath
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Callable, TypeVar
 
 from qgactl.connector import Connector
 from qgactl.errors import InvalidUsage
@@ -61,38 +63,11 @@ if TYPE_CHECKING:
         User,
         Vcpu,
     )
+    from qgactl.results import Completed, Result
     from qgactl.targeting import Target
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 5.0
-
-
-class Completed(NamedTuple):
-    """How a guest command ended (``Guest.exec``).
-
-    ``status`` is shell-style: the exit code, 128+N for a signal N, 124 after ``timeout``.
-    ``stdout`` and ``stderr`` hold the output when no callback or sink took it (else b"").
-    """
-
-    status: int
-    exit_code: int | None
-    signal: int | None
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool
-    pid: int
-    stdout_truncated: bool = False  # a Windows guest's agent keeps 16 MiB of each stream
-    stderr_truncated: bool = False
-
-
-class CommandFailed(Exception):
-    """``Guest.exec(check=True)``: the command ran and ended with a non-zero status. Not a
-    QgactlError: qgactl did its job; the guest's command failed."""
-
-    def __init__(self, argv: Sequence[str], completed: Completed) -> None:
-        super().__init__(f"{' '.join(argv)}: exit status {completed.status}")
-        self.argv = list(argv)
-        self.completed = completed
 
 
 def connect(
@@ -458,6 +433,7 @@ class Guest:
         QgactlError whose exit_code is that status) instead.
         """
         from qgactl import guest_exec
+        from qgactl.results import CommandFailed, Completed
 
         if isinstance(argv, str):
             argv, shell = [argv], True
@@ -848,18 +824,6 @@ class _CallbackSink:
 # -- many guests ------------------------------------------------------------------------------
 
 
-class Result(NamedTuple):
-    """One guest's outcome in ``Fleet.map``: its value, or the QgactlError it raised."""
-
-    guest: Guest
-    value: Any = None
-    error: Exception | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
 class Fleet:
     """Guests named by ``targets``; ``map`` runs a function on each, concurrently."""
 
@@ -883,6 +847,7 @@ class Fleet:
         """``work(guest)`` for every guest, ``jobs`` at once; one Result per target in order.
         A QgactlError in one guest is its Result's ``error``; it never stops the others."""
         from qgactl import fanout
+        from qgactl.results import Result
 
         guests = {item: self._guest(item) for item in self.items}
 

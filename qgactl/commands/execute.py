@@ -19,8 +19,8 @@ from qgactl.errors import ExitCode, InvalidUsage, QgactlError
 from qgactl.signals import DeferredSignals
 
 if TYPE_CHECKING:
-    from qgactl.api import Completed
     from qgactl.fanout import Outcome
+    from qgactl.results import Completed
     from qgactl.targeting import Target, Targets
 
 
