@@ -561,7 +561,7 @@ class Guest:
     ) -> bytes:
         """The whole guest file (mind its size: ``copy_out`` streams to disk). With ``into``
         (a writable binary stream: a pipe, sys.stdout.buffer) the bytes go there as they come,
-        at any size, and b"" is returned. ``progress(count, total)`` is called per chunk."""
+        at any size, and b"" is returned. ``progress`` (a guestfile.Progress) is told each chunk."""
         from qgactl import transfer
 
         buffer = io.BytesIO() if into is None else None
