@@ -629,6 +629,10 @@ class Lane:
             self._engine.get(guest_path, sink.write)
         return target
 
+    def stop(self) -> None:
+        """End the lane now (for every caller): its port unplugged, its guest side gone."""
+        self._engine.stop()
+
 
 def _sink(
     given: Sink | None, callback: Callable[[bytes], object] | None

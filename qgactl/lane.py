@@ -52,6 +52,7 @@ PORT_PREFIX = "org.qgactl.lane."
 GUEST_SOURCE = Path(__file__).with_name("lane_guest.py")
 START_WAIT = 30.0  # the guest side's python3 start and imports, under TCG on a busy host
 LOST_AFTER = 10.0  # no frame from the guest side (it beats every second): it is gone
+CODE_MAX = 64 * 1024 * 1024  # a kept compiled-code cache larger than this is not sent back
 POLL = 0.5
 
 
@@ -147,9 +148,15 @@ class Lane:
         on_out: Callable[[bytes], object] | None = None,
         on_err: Callable[[bytes], object] | None = None,
     ) -> dict[str, Any]:
-        for _attempt in range(2):  # a second time after a master that was ending
+        for attempt in range(2):  # a second time after a master that was ending
             self.start()
-            with self._connect() as conn:
+            try:
+                conn = self._connect()
+            except LaneLost:
+                if attempt:
+                    raise
+                continue
+            with conn:
                 conn.sendall(_frame(b"q", json.dumps(spec).encode()))
                 frames = _read_frames(conn)
                 if next(frames, (b"", b""))[0] != b"a":
@@ -196,8 +203,9 @@ def _frame(kind: bytes, payload: bytes = b"") -> bytes:
 
 
 def _send_input(conn: socket.socket, source: bytes | IO[bytes]) -> None:
-    """The request's input, then its end (an empty ``i``); quietly stops if the lane closes."""
-    with contextlib.suppress(OSError):
+    """The request's input, then its end (an empty ``i``); quietly stops if the lane closes
+    (or the request ended and its caller closed the source: ValueError)."""
+    with contextlib.suppress(OSError, ValueError):
         if isinstance(source, (bytes, bytearray)):
             for start in range(0, len(source), CHUNK):
                 conn.sendall(_frame(b"i", source[start : start + CHUNK]))
@@ -303,7 +311,9 @@ class Master:
         self.lock = threading.Lock()  # clients, next_channel and sends on the stream
         self.stoppers: list[socket.socket] = []  # clients waiting for a stop to finish
         self.ready = threading.Event()
+        self.guest: dict[str, Any] = {}  # the guest side's ready frame: python, pid, magic
         self.ended = threading.Event()
+        self.stream_gone = False
         self.last_beat = time.monotonic()
         self.last_use = time.monotonic()
 
@@ -327,11 +337,13 @@ class Master:
                 self.last_beat = time.monotonic()
                 for kind, channel, payload in reader.feed(data):
                     if kind == b"r":
+                        self.guest = json.loads(payload)
                         self.ready.set()
                     elif kind in b"oex":
                         self.to_client(kind, channel, payload)
         except Exception:  # libvirtError, or the stream closed under us
             pass
+        self.stream_gone = True
         self.ended.set()
 
     def to_client(self, kind: bytes, channel: int, payload: bytes) -> None:
@@ -385,9 +397,42 @@ class Master:
                 self.send(b"k", channel, b"")
         client.close()
 
+    def internal(self, spec: dict[str, Any], data: bytes | None, wait: float) -> bytes | None:
+        """A request of the master's own (a socket pair stands for its client): its output, or
+        None if it failed or took longer than ``wait`` (0: do not wait)."""
+        ours, theirs = socket.socketpair()
+        with self.lock:
+            channel, self.next_channel = self.next_channel, self.next_channel + 1
+            self.clients[channel] = theirs
+            self.started[channel] = (spec["op"], time.monotonic())
+        try:
+            self.send(b"q", channel, json.dumps(spec).encode())
+            if data is not None:
+                for start in range(0, len(data), CHUNK):
+                    self.send(b"i", channel, data[start : start + CHUNK])
+                self.send(b"i", channel, b"")
+            if not wait:
+                return None
+            ours.settimeout(wait)
+            output = []
+            for kind, payload in _read_frames(ours):
+                if kind == b"o":
+                    output.append(payload)
+                elif kind == b"x":
+                    return None if "error" in json.loads(payload) else b"".join(output)
+        except OSError:  # the lane ended, or the wait is over
+            pass
+        finally:
+            ours.close()
+        return None
+
     def busy(self) -> bool:
         with self.lock:
             return bool(self.clients)
+
+    def lost(self) -> bool:
+        """The guest side is gone (its stream ended, or it stopped beating)."""
+        return self.stream_gone or time.monotonic() - self.last_beat > LOST_AFTER
 
     def run(self, listener: socket.socket) -> None:
         """Accept clients until idle for ``persist`` seconds, or the guest side is lost."""
@@ -453,7 +498,15 @@ def master_main(uri: str, domain: str, path: str, persist: float, timeout: float
         master.last_beat = master.last_use = time.monotonic()
         print("ok", flush=True)
         sys.stdout.close()
+        # The compiled code a previous lane into this guest kept (a file per domain UUID and
+        # guest Python: a guest only ever gets back code it compiled itself).
+        kept = Path(path).with_name(f"{found.UUIDString()}-{master.guest.get('magic')}.code")
+        with contextlib.suppress(OSError):
+            if kept.stat().st_size <= CODE_MAX:
+                master.internal({"op": "code_in"}, kept.read_bytes(), wait=0)
         master.run(listener)
+        if not master.lost():
+            _keep(kept, master.internal({"op": "code_out"}, None, wait=timeout))
         return 0
     except QgactlError as exc:
         return fail(exc.message, exc.hint)
@@ -467,6 +520,18 @@ def master_main(uri: str, domain: str, path: str, persist: float, timeout: float
         connector.close()
         if report:
             print(json.dumps(report), flush=True)
+
+
+def _keep(path: Path, data: bytes | None) -> None:
+    """Write ``data`` to ``path`` (private, whole or not at all)."""
+    if not data or len(data) > CODE_MAX:
+        return
+    temp = path.with_suffix(".tmp")
+    with contextlib.suppress(OSError):
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as sink:
+            sink.write(data)
+        os.replace(temp, path)
 
 
 @contextlib.contextmanager

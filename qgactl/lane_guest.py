@@ -19,6 +19,9 @@ Requests: ``put`` {path, mode}: the input written beside PATH, fsynced and renam
 its stdin; with ``python`` and argv[0] this very interpreter, the input is a Python program
 run in a fork of this process (its stdlib already imported: no interpreter start per run).
 
+``code_out`` and ``code_in`` carry the compiled-code cache (below) to the master and back, so
+that the next lane into this guest starts with it.
+
 The lane ends, and everything it started is killed, when the host end of the port closes: the
 port then reads 0 bytes (virtio_console), which is how the master's exit, a kill -9 of it or a
 lost libvirt connection reaches the guest.
@@ -266,6 +269,16 @@ class Request:
             raise
         return {"status": 0}
 
+    def do_code_out(self) -> Dict[str, Any]:
+        """The compiled code kept so far (the master keeps it for the next lane)."""
+        self.port.send(b"o", self.channel, marshal.dumps(list(CODE_CACHE.items())))
+        return {"status": 0}
+
+    def do_code_in(self) -> Dict[str, Any]:
+        """Code a previous lane into this guest compiled (from its master)."""
+        CODE_CACHE.update(marshal.loads(b"".join(self.chunks())))
+        return {"status": 0}
+
     def do_get(self) -> Dict[str, Any]:
         with open(self.spec["path"], "rb") as f:
             while not self.cancelled:
@@ -462,7 +475,11 @@ def main() -> None:
         except ImportError:
             pass
     port = Port(sys.argv[1])
-    port.send(b"r", 0, json.dumps({"python": sys.executable, "pid": os.getpid()}).encode())
+    import importlib.util
+
+    magic = importlib.util.MAGIC_NUMBER.hex()  # which Python's compiled code it can use
+    ready = {"python": sys.executable, "pid": os.getpid(), "magic": magic}
+    port.send(b"r", 0, json.dumps(ready).encode())
     threading.Thread(target=heartbeat, args=(port,), daemon=True).start()
     try:
         serve(port)
