@@ -328,7 +328,7 @@ MIXED_TASKS = """\
   raw: echo hello from $(hostname)
 - name: a module where there is python3
   command: cat /etc/debian_version
-  when: "'deb12' in inventory_hostname"
+  when: inventory_hostname == "{debian}"
 """
 
 
@@ -341,7 +341,7 @@ def test_two_playbooks_at_once_over_two_guests_with_forks(debian_domain, lab_dom
                       "ansible_python_interpreter": "/usr/bin/python3"}
              for domain in (debian_domain, lab_domain)}  # fmt: skip
     inventory = _inventory(tmp_path / "inventory.json", hosts)
-    playbook = _playbook(tmp_path / "mixed.yml", MIXED_TASKS)
+    playbook = _playbook(tmp_path / "mixed.yml", MIXED_TASKS.format(debian=debian_domain))
     runs: list[ansiblelab.Run] = []
     threads = [
         threading.Thread(target=lambda: runs.append(ansiblelab.run_playbook(
