@@ -11,7 +11,11 @@ virtio-serial port of its own into the domain (portlink.py), starts lane_guest.p
 python3 through guest-exec, and relays requests (put a file, get a file, run a command, run a
 Python program in a fork of the warm interpreter) between its clients and the guest, each
 request on a channel of its own (lane_guest.py documents the framing). Clients connect once per
-request and speak the same frames with channel 0.
+request and speak the same frames with channel 0; the master answers the request's ``q`` with
+``a`` once it is on its way to the guest (a client that never gets ``a`` may safely retry:
+the master was ending). The compiled code the guest side keeps (lane_guest.py) is fetched
+when the lane ends and handed to the next lane into the same domain (a file per domain UUID
+and guest Python beside the socket).
 
 How a lane ends, and what cleans up
     - idle for ``persist`` seconds (no request running): the master closes the stream and

@@ -182,7 +182,8 @@ class Port:
 
 
 def open_port(name: str) -> int:
-    """The port's /dev node (no udev needed), once the kernel has it and the host is connected."""
+    """The port's /dev node (no udev needed), once the kernel has it and the host is connected.
+    (As shell_relay.open_port: each guest script travels alone, as ``python3 -c SOURCE``.)"""
     deadline = time.monotonic() + PORT_WAIT
     while time.monotonic() < deadline:
         for entry in os.listdir("/sys/class/virtio-ports"):
