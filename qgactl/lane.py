@@ -38,6 +38,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -391,7 +392,7 @@ class Master:
                         client.sendall(_frame(b"a"))  # the request is the guest's now
                     elif channel and kind == b"i":
                         self.send(kind, channel, payload)
-        except OSError:
+        except (OSError, ValueError):  # the client went, or sent what is not a request
             pass
         with self.lock:
             unfinished = self.clients.pop(channel, None) is not None
@@ -422,6 +423,8 @@ class Master:
             for kind, payload in _read_frames(ours):
                 if kind == b"o":
                     output.append(payload)
+                    if len(output) * CHUNK > CODE_MAX:  # the guest's bytes: bounded
+                        return None
                 elif kind == b"x":
                     return None if "error" in json.loads(payload) else b"".join(output)
         except OSError:  # the lane ended, or the wait is over
@@ -504,7 +507,9 @@ def master_main(uri: str, domain: str, path: str, persist: float, timeout: float
         sys.stdout.close()
         # The compiled code a previous lane into this guest kept (a file per domain UUID and
         # guest Python: a guest only ever gets back code it compiled itself).
-        kept = Path(path).with_name(f"{found.UUIDString()}-{master.guest.get('magic')}.code")
+        magic = str(master.guest.get("magic"))  # the guest's word: hex digits only in a path
+        magic = magic if re.fullmatch(r"[0-9a-f]{1,16}", magic) else "unknown"
+        kept = Path(path).with_name(f"{found.UUIDString()}-{magic}.code")
         with contextlib.suppress(OSError):
             if kept.stat().st_size <= CODE_MAX:
                 master.internal({"op": "code_in"}, kept.read_bytes(), wait=0)

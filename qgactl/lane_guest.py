@@ -105,7 +105,8 @@ class FrameReader:
     """Frames out of a byte stream fed in pieces of any size (a virtio port reads a few KiB at
     a time): linear in the bytes fed, payloads joined once."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 4 * CHUNK) -> None:
+        self.limit = limit  # a longer frame is a broken or hostile peer: ValueError
         self.head = b""
         self.header = None  # type: Optional[Tuple[bytes, int, int]]
         self.parts = []  # type: List[bytes]
@@ -124,6 +125,8 @@ class FrameReader:
                     break
                 self.header = HEADER.unpack(self.head)
                 self.head, self.parts, self.missing = b"", [], self.header[2]
+                if self.missing > self.limit:
+                    raise ValueError(f"a lane frame longer than {self.limit} bytes")
             take = min(self.missing, len(view))
             if take:
                 self.parts.append(bytes(view[:take]))

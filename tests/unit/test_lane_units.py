@@ -62,3 +62,9 @@ def plugin():
 )  # fmt: skip
 def test_only_a_plain_pipelined_python_goes_to_the_warm_interpreter(plugin, cmd, expected):
     assert plugin.pipelined_python(cmd) == expected
+
+
+def test_a_frame_longer_than_the_limit_is_refused_before_its_bytes_arrive() -> None:
+    reader = FrameReader(limit=1024)
+    with pytest.raises(ValueError, match="longer than 1024"):
+        reader.feed(HEADER.pack(b"o", 1, 1025))  # a hostile guest's 4 GiB frame would too
