@@ -833,6 +833,8 @@ class Lane:
         ``[PYTHON]`` and stdin a Python program: when PYTHON is the lane's own python3 a fork
         of its warm interpreter runs it, else PYTHON does. Output goes to the callbacks, else
         into ``Completed``. LaneLost if the lane goes away meanwhile."""
+        from qgactl.results import Completed
+
         command = ["/bin/sh", "-c", argv] if isinstance(argv, str) else list(argv)
         out_sink, out_buffer = _sink(None, on_stdout)
         err_sink, err_buffer = _sink(None, on_stderr)
@@ -863,6 +865,8 @@ class Lane:
     def copy_out(self, guest_path: str, host_path: str | os.PathLike[str]) -> Path:
         """Copy a guest file to the host: written beside the destination and renamed into
         place only when complete. Returns the host path."""
+        from pathlib import Path
+
         from qgactl import transfer
 
         target = Path(host_path)
