@@ -254,10 +254,6 @@ def bench_imports(runs: int = 10) -> None:
         for group, values in totals.items():
             print(f"  {group:<10} {statistics.median(values):7.1f} ms")
         print("  (the floors import libvirt only; importtime itself inflates every figure)")
-        print(
-            "  (qgactl imports libvirt in a thread beside Click (qgactl/prefetch.py): each "
-            "figure includes time spent waiting for the other's GIL)"
-        )
 
 
 DEB_QGACTL = "/usr/bin/qgactl"

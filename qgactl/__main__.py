@@ -4,19 +4,14 @@ Start-up first, because every command pays for it: importing Click, the command 
 then libvirt creates some 100,000 objects that live until the process exits. Python's cyclic
 garbage collector would walk them over and over while they are created and free nothing
 (~3 ms of a 60 ms ping, measured with gc.callbacks); so it is off while the command line is
-imported, and what exists then is frozen out of later collections. libvirt is opened
-meanwhile, in a thread (qgactl/prefetch.py).
+imported, and what exists then is frozen out of later collections.
 """
 
 import gc
-import sys
 
 
 def main() -> None:
     gc.disable()
-    from qgactl import prefetch
-
-    prefetch.start(sys.argv[1:])  # libvirt opens in a thread while the rest imports
     from qgactl import cli
 
     gc.freeze()

@@ -142,10 +142,6 @@ class Libvirt:
     @property
     def conn(self) -> Any:
         if self._conn is None:
-            from qgactl import prefetch
-
-            self._conn = prefetch.take(self.uri)  # opened while qgactl started, if it was
-        if self._conn is None:
             import libvirt
 
             # libvirt prints every error to stderr by default; we report them ourselves.
