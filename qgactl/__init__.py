@@ -18,11 +18,8 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from qgactl.api import (
-        CommandFailed,
-        Completed,
         Fleet,
         Guest,
-        Result,
         add_channel,
         connect,
         doctor,
@@ -41,6 +38,7 @@ if TYPE_CHECKING:
         QgactlError,
         XmlPatchRefused,
     )
+    from qgactl.results import CommandFailed, Completed, Result
 
 __all__ = [
     "AgentCommandError",
@@ -65,19 +63,9 @@ __all__ = [
     "remove_channel",
     "targets",
 ]
-# These come from qgactl.api; the rest of __all__ is the error tree (qgactl.errors).
-_API = {
-    "CommandFailed",
-    "Completed",
-    "Fleet",
-    "Guest",
-    "Result",
-    "add_channel",
-    "connect",
-    "doctor",
-    "remove_channel",
-    "targets",
-}
+# Where each name of __all__ lives; the rest of it is the error tree (qgactl.errors).
+_API = {"Fleet", "Guest", "add_channel", "connect", "doctor", "remove_channel", "targets"}
+_RESULTS = {"CommandFailed", "Completed", "Result"}
 
 
 def __getattr__(name: str) -> Any:
@@ -85,7 +73,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'qgactl' has no attribute {name!r}")
     import importlib
 
-    module = importlib.import_module("qgactl.api" if name in _API else "qgactl.errors")
+    where = "api" if name in _API else "results" if name in _RESULTS else "errors"
+    module = importlib.import_module(f"qgactl.{where}")
     value = getattr(module, name)
     globals()[name] = value  # once: the next access is a plain lookup
     return value

@@ -11,6 +11,8 @@
 transfer for files, freeze/watchdog for fsfreeze, power, guestinfo). ``targets`` names many
 guests (names, globs, ``all_domains``, several hosts or sockets) and runs a function on each,
 concurrently. Every failure is a ``qgactl.QgactlError`` (qgactl/errors.py documents the tree).
+What the calls return that is not a model (Completed, Result) is in qgactl/results.py, loaded
+only when used: `qgactl ping` goes through this module and should not pay for building them.
 
 No printing, no click, no rich: the CLI (qgactl/commands/) and the Ansible plugins are clients
 of this module like any other. docs/api.md has runnable examples.
@@ -22,15 +24,16 @@ import contextlib
 import io
 import os
 import posixpath
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Callable, TypeVar
 
 from qgactl.connector import Connector
 from qgactl.errors import InvalidUsage
 from qgactl.wire import DEFAULT_CHANNEL
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from types import TracebackType
 
     from qgactl.agent import Agent
@@ -38,46 +41,33 @@ if TYPE_CHECKING:
     from qgactl.diagnose import Check
     from qgactl.guest_exec import ExecResult
     from qgactl.guestfile import Progress, Sink
+    from qgactl.jobs import Job
     from qgactl.models import (
         AgentInfo,
         AuthorizedKeys,
+        CpuStats,
+        Disk,
+        DiskStats,
         Filesystem,
         GuestInfo,
+        GuestTime,
+        HostName,
+        LoadAverage,
+        Memory,
         NetworkInterface,
         OsInfo,
         PowerResult,
+        Route,
+        Timezone,
         TrimResult,
+        User,
+        Vcpu,
     )
+    from qgactl.results import Completed, Result
     from qgactl.targeting import Target
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 5.0
-
-
-class Completed(NamedTuple):
-    """How a guest command ended (``Guest.exec``).
-
-    ``status`` is shell-style: the exit code, 128+N for a signal N, 124 after ``timeout``.
-    ``stdout`` and ``stderr`` hold the output when no callback or sink took it (else b"").
-    """
-
-    status: int
-    exit_code: int | None
-    signal: int | None
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool
-    pid: int
-
-
-class CommandFailed(Exception):
-    """``Guest.exec(check=True)``: the command ran and ended with a non-zero status. Not a
-    QgactlError: qgactl did its job; the guest's command failed."""
-
-    def __init__(self, argv: Sequence[str], completed: Completed) -> None:
-        super().__init__(f"{' '.join(argv)}: exit status {completed.status}")
-        self.argv = list(argv)
-        self.completed = completed
 
 
 def connect(
@@ -112,14 +102,8 @@ def doctor(
     ``Check`` with ``check`` (its name), ``status`` ("pass", "fail", "skipped"), ``detail``,
     ``fix`` and ``exit_code``. The first failure skips the checks after it. Never raises for
     what it finds; only for bad arguments."""
-    from qgactl.diagnose import Doctor
-
-    _one_target(domain, socket)
-    connector = Connector(timeout=timeout, transport=transport)
-    try:
-        return Doctor(connector, domain=domain, socket=socket, uri=uri).run()
-    finally:
-        connector.close()
+    with connect(domain, uri=uri, socket=socket, timeout=timeout, transport=transport) as guest:
+        return guest.doctor()
 
 
 def add_channel(
@@ -132,6 +116,7 @@ def add_channel(
     config: bool = False,
     live: bool = False,
     dry_run: bool = False,
+    raise_half_done: bool = True,
 ) -> ChannelChange:
     """Add the guest agent's channel (and a virtio-serial controller if needed) to a libvirt
     domain, as ``qgactl add-channel``: by default to its persistent configuration and, when it
@@ -142,7 +127,8 @@ def add_channel(
     Returns a ``ChannelChange`` (``config``, ``live``, ``added_controller``,
     ``restart_needed``, ``notes``; with ``dry_run``, the XML ``diff`` and no change). A refusal
     (XmlPatchRefused, InvalidUsage...) comes before anything changed; a live failure after the
-    configuration changed raises an error that says exactly that."""
+    configuration changed raises an error that says exactly that (with ``raise_half_done``
+    False it is returned in ``half_done`` instead, beside the notes on what was done)."""
     from qgactl import agentchannel
 
     if name != DEFAULT_CHANNEL and path is None:
@@ -150,9 +136,8 @@ def add_channel(
             f"the channel {name} needs a socket path",
             hint="libvirt holds only org.qemu.guest_agent.0 itself",
         )
-    return _edit_channel(
-        agentchannel.adding(name, path, address), domain, uri, config, live, dry_run
-    )
+    op = agentchannel.adding(name, path, address)
+    return _edit_channel(op, domain, uri, config, live, dry_run, raise_half_done)
 
 
 def remove_channel(
@@ -163,16 +148,24 @@ def remove_channel(
     config: bool = False,
     live: bool = False,
     dry_run: bool = False,
+    raise_half_done: bool = True,
 ) -> ChannelChange:
     """Remove the agent's channel ``name`` from a domain (``add_channel``'s opposite; the
     virtio-serial controller stays)."""
     from qgactl import agentchannel
 
-    return _edit_channel(agentchannel.removing(name), domain, uri, config, live, dry_run)
+    op = agentchannel.removing(name)
+    return _edit_channel(op, domain, uri, config, live, dry_run, raise_half_done)
 
 
 def _edit_channel(
-    op: ChannelEdit, domain: str, uri: str | None, config: bool, live: bool, dry_run: bool
+    op: ChannelEdit,
+    domain: str,
+    uri: str | None,
+    config: bool,
+    live: bool,
+    dry_run: bool,
+    raise_half_done: bool,
 ) -> ChannelChange:
     from qgactl import agentchannel
     from qgactl.discover import Libvirt
@@ -184,7 +177,7 @@ def _edit_channel(
         )
     finally:
         libvirt.close()
-    if change.half_done is not None:
+    if change.half_done is not None and raise_half_done:
         raise change.half_done
     return change
 
@@ -208,13 +201,16 @@ class Guest:
         socket: str | None = None,
         uri: str | None = None,
         owns_connector: bool = True,
+        timeout: float | None = None,
     ) -> None:
         self.connector = connector
         self.domain = domain
         self.socket = socket
         self.uri = uri
-        self._owns_connector = owns_connector  # a Fleet's guests share the Fleet's
+        self._owns_connector = owns_connector  # a Fleet's guests (the CLI's too) share one
+        self._timeout = timeout  # None: the connector's
         self._agent: Agent | None = None
+        self._transport: str | None = None
 
     @property
     def name(self) -> str:
@@ -223,7 +219,15 @@ class Guest:
 
     @property
     def timeout(self) -> float:
-        return self.connector.timeout
+        """The deadline of each agent call, in seconds."""
+        return self.connector.timeout if self._timeout is None else self._timeout
+
+    @property
+    def transport(self) -> str | None:
+        """How the last call reached the agent: "libvirt" or "socket" (with transport="auto",
+        "socket" when libvirt's channel failed and the dedicated one answered); None before
+        a connection was opened."""
+        return self._transport
 
     def __repr__(self) -> str:
         where = f" on {self.uri}" if self.uri else ""
@@ -252,7 +256,8 @@ class Guest:
 
     def open_agent(self, timeout: float | None = None) -> Agent:
         """A new connection of its own to this guest's agent (the caller closes it)."""
-        return self.connector.open(self.domain, socket=self.socket, uri=self.uri, timeout=timeout)
+        seconds = self._timeout if timeout is None else timeout
+        return self.connector.open(self.domain, socket=self.socket, uri=self.uri, timeout=seconds)
 
     def close(self) -> None:
         """Close the agent connection and libvirt's (a later call opens them again)."""
@@ -266,22 +271,38 @@ class Guest:
         """``work(agent)``; a failed connection is dropped so that the next call reconnects."""
         from qgactl.errors import AgentCommandError, QgactlError
 
+        agent = self.agent
         try:
-            return work(self.agent)
+            return work(agent)
         except AgentCommandError:
             raise  # the agent answered: the connection is fine
         except QgactlError:
             if self._agent is not None:
-                agent, self._agent = self._agent, None
+                self._agent = None
                 with contextlib.suppress(QgactlError):
                     agent.close()
             raise
+        finally:
+            self._transport = agent.transport.kind  # after the call: auto may have fallen back
+
+    def doctor(self) -> list[Check]:
+        """Why doesn't the agent answer? ``qgactl.doctor``'s checks for this guest."""
+        from qgactl.diagnose import Doctor
+
+        return Doctor(self.connector, domain=self.domain, socket=self.socket, uri=self.uri).run()
 
     # -- the agent --------------------------------------------------------------------------
 
-    def ping(self) -> None:
-        """guest-ping: returns when the agent answers; raises otherwise."""
-        self._using(lambda agent: agent.ping())
+    def ping(self) -> float:
+        """guest-ping: returns when the agent answers, with the round trip in seconds (the
+        connection's opening not included); raises otherwise."""
+
+        def timed(agent: Agent) -> float:
+            started = time.perf_counter()
+            agent.ping()
+            return time.perf_counter() - started
+
+        return self._using(timed)
 
     def info(self) -> AgentInfo:
         """The agent's version and its commands (enabled or not)."""
@@ -293,14 +314,69 @@ class Guest:
 
     def hostname(self) -> str | None:
         """The guest's host name (None when the agent's reply lacks it)."""
-        return self._using(lambda agent: agent.hostname().host_name)
+        return self.hostname_info().host_name
+
+    def hostname_info(self) -> HostName:
+        """guest-get-host-name's reply: ``host_name``, and in ``extra`` what else it held."""
+        return self._using(lambda agent: agent.hostname())
+
+    def users(self) -> tuple[User, ...]:
+        """Who is logged in, and since when (guest-get-users)."""
+        return self._using(lambda agent: agent.users())
+
+    def timezone(self) -> Timezone:
+        """The guest's time zone and its offset from UTC."""
+        return self._using(lambda agent: agent.timezone())
+
+    def time(self) -> GuestTime:
+        """The guest's clock, and the host's read halfway through the call (for the drift)."""
+        return self._using(lambda agent: agent.get_time())
+
+    def set_time(self, nanoseconds: int) -> None:
+        """Set the guest's clock to ``nanoseconds`` since the epoch (and its hardware clock,
+        with hwclock -w); ``time.time_ns()`` is the host's time now."""
+        self._using(lambda agent: agent.set_time(nanoseconds))
 
     def interfaces(self) -> tuple[NetworkInterface, ...]:
         """The guest's network interfaces and their IP addresses."""
         return self._using(lambda agent: agent.interfaces())
 
+    def routes(self) -> tuple[Route, ...]:
+        """The guest's routing table (guest-network-get-route, qemu-ga 9.1+)."""
+        return self._using(lambda agent: agent.routes())
+
+    def vcpus(self) -> tuple[Vcpu, ...]:
+        """The guest's vCPUs, online or not."""
+        return self._using(lambda agent: agent.vcpus())
+
+    def set_vcpus(self, logical_ids: Sequence[int], *, online: bool) -> int:
+        """Bring vCPUs online (or offline); returns how many the guest changed: all of them,
+        or AgentCommandError says why not (its hint, how many changed before)."""
+        return self._using(lambda agent: agent.set_vcpus(logical_ids, online))
+
+    def memory(self) -> Memory:
+        """The guest's memory blocks (the units of memory hotplug) and their size."""
+        return self._using(lambda agent: agent.memory())
+
+    def load(self) -> LoadAverage:
+        """The load average over 1, 5 and 15 minutes (qemu-ga 10.0+)."""
+        return self._using(lambda agent: agent.load())
+
+    def diskstats(self) -> tuple[DiskStats, ...]:
+        """I/O counters of the guest's block devices (qemu-ga 7.1+)."""
+        return self._using(lambda agent: agent.diskstats())
+
+    def cpustats(self) -> tuple[CpuStats, ...]:
+        """Time each guest CPU spent per state, in milliseconds (qemu-ga 7.1+)."""
+        return self._using(lambda agent: agent.cpustats())
+
     def fsinfo(self) -> tuple[Filesystem, ...]:
+        """The guest's mounted filesystems and the disks under them."""
         return self._using(lambda agent: agent.fsinfo())
+
+    def disks(self) -> tuple[Disk, ...]:
+        """The guest's block devices (guest-get-disks, qemu-ga 5.2+)."""
+        return self._using(lambda agent: agent.disks())
 
     def guestinfo(self, *parts: str) -> GuestInfo:
         """Several facts at once ("os", "hostname", "users", "timezone", "fs", "disks", "net",
@@ -309,6 +385,12 @@ class Guest:
         from qgactl.guestinfo import gather
 
         return self._using(lambda agent: gather(agent, parts))
+
+    def require(self, *commands: str) -> None:
+        """Raise AgentCommandError, as the agent would, unless it has every one of
+        ``commands`` enabled (guest-info): a job that needs several checks first, and never
+        stops half way. An agent that doesn't list its commands passes."""
+        self._using(lambda agent: agent.require(*commands))
 
     def call(self, command: str, arguments: Mapping[str, Any] | None = None) -> Any:
         """Any agent command, e.g. ``call("guest-get-time")``: its "return" value."""
@@ -321,34 +403,44 @@ class Guest:
         argv: Sequence[str] | str,
         *,
         stdin: bytes | IO[bytes] | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | Sequence[str] | None = None,
         shell: bool = False,
+        cwd: str | None = None,
+        user: str | None = None,
         timeout: float | None = None,
         stdout: Sink | None = None,
         stderr: Sink | None = None,
         on_stdout: Callable[[bytes], object] | None = None,
         on_stderr: Callable[[bytes], object] | None = None,
+        cancelled: Callable[[], int | None] | None = None,
         check: bool = False,
+        raise_cannot_run: bool = False,
     ) -> Completed:
         """Run a command in the guest and wait for it; output byte for byte, at any size.
 
         ``argv`` is a list (no shell), or a string run by the guest's /bin/sh (``shell`` runs
         a list joined by spaces). ``stdin`` is bytes or a binary stream (spooled through a guest
-        file, any size). ``env`` adds variables. ``timeout`` kills the command (its whole
-        process group) after that many seconds: status 124. Output goes to ``on_stdout`` /
-        ``on_stderr`` (called with each chunk), or to writable binary sinks ``stdout`` /
-        ``stderr``; else it is returned in ``Completed``. ``check`` raises CommandFailed on a
-        non-zero status. A command that can't start (not found, not executable) ends with
-        status 127 or 126, as in a shell, the guest's reason on its stderr and ``pid`` 0.
+        file, any size). ``env`` adds variables (a mapping, or "NAME=VALUE" strings). ``cwd``
+        and ``user`` (a name or a uid: the guest's runuser, else su) say where and as whom it
+        runs, on POSIX guests. ``timeout`` kills the command (its whole process group) after
+        that many seconds: status 124. Output goes to ``on_stdout`` / ``on_stderr`` (called
+        with each chunk as the command writes it), or to writable binary sinks ``stdout`` /
+        ``stderr``; else it is returned in ``Completed``. ``cancelled`` is polled while the
+        command runs: a signal number from it stops the command (status 128+N). ``check``
+        raises CommandFailed on a non-zero status. A command that can't start (not found,
+        not executable) ends with status 127 or 126, as in a shell, the guest's reason on its
+        stderr and ``pid`` 0; with ``raise_cannot_run`` it raises guest_exec.CannotRun (a
+        QgactlError whose exit_code is that status) instead.
         """
         from qgactl import guest_exec
+        from qgactl.results import CommandFailed, Completed
 
         if isinstance(argv, str):
             argv, shell = [argv], True
         out_sink, out_buffer = _sink(stdout, on_stdout)
         err_sink, err_buffer = _sink(stderr, on_stderr)
         stream = io.BytesIO(stdin) if isinstance(stdin, (bytes, bytearray)) else stdin
-        pairs = [f"{name}={value}" for name, value in (env or {}).items()]
+        pairs = _env_pairs(env)
         try:
             result: ExecResult = self._using(
                 lambda agent: guest_exec.run(
@@ -359,10 +451,15 @@ class Guest:
                     stdin=stream,
                     env=pairs,
                     shell=shell,
+                    cwd=cwd,
+                    user=user,
                     timeout_run=timeout,
+                    cancelled=cancelled or (lambda: None),
                 )
             )
         except guest_exec.CannotRun as exc:
+            if raise_cannot_run:
+                raise
             err_sink.write(f"{exc}\n".encode())
             result = guest_exec.ExecResult(0, int(exc.exit_code), None)
         completed = Completed(
@@ -373,60 +470,178 @@ class Guest:
             err_buffer.getvalue() if err_buffer else b"",
             result.timed_out,
             result.pid,
+            result.stdout_truncated,
+            result.stderr_truncated,
         )
         if check and completed.status:
             raise CommandFailed(argv, completed)
         return completed
 
+    # -- jobs: commands that outlive the caller ----------------------------------------------
+
+    def start_job(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | Sequence[str] | None = None,
+        shell: bool = False,
+    ) -> str:
+        """Start a command that runs on when this process ends (``qgactl exec --detach``);
+        returns its id once it runs. Its output and exit status stay in the guest
+        (/run/qgactl/jobs/ID) until ``remove_jobs``. ``env`` and ``shell`` as in ``exec``.
+        POSIX guests only."""
+        from qgactl import jobs
+
+        pairs = _env_pairs(env)
+        return self._using(lambda agent: jobs.start(agent, argv, env=pairs, shell=shell))
+
+    def jobs(self, job_id: str | None = None) -> list[Job]:
+        """qgactl's jobs in the guest (or only ``job_id``), oldest first: each a ``Job``
+        (``id``, ``command``, ``started``, ``state`` running/exited/lost, ``status``)."""
+        from qgactl import jobs
+
+        checked = None if job_id is None else jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.list_jobs(agent, checked))
+
+    def job_output(
+        self, job_id: str, stdout: Sink, stderr: Sink, offsets: tuple[int, int] = (0, 0)
+    ) -> tuple[int, int]:
+        """Copy a job's output from ``offsets`` on into the sinks; returns the new offsets
+        (for the next call)."""
+        from qgactl import jobs
+
+        jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.read_output(agent, job_id, stdout, stderr, offsets))
+
+    def wait_job(
+        self,
+        job_id: str,
+        *,
+        stdout: Sink | None = None,
+        stderr: Sink | None = None,
+        timeout: float | None = None,
+        cancelled: Callable[[], int | None] | None = None,
+    ) -> Job:
+        """Wait for a job to end, copying its output into the sinks (when given) as it comes;
+        returns the finished Job. AgentTimeout after ``timeout`` seconds (the job runs on);
+        a signal number from ``cancelled`` stops the waiting, not the job."""
+        from qgactl import jobs
+
+        jobs.check_id(job_id)
+        return self._using(
+            lambda agent: jobs.follow(
+                agent,
+                job_id,
+                stdout,
+                stderr,
+                timeout=timeout,
+                cancelled=cancelled or (lambda: None),
+            )
+        )
+
+    def kill_job(self, job_id: str) -> bool:
+        """TERM to the job's process group, then KILL; False if it had already ended."""
+        from qgactl import jobs
+
+        jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.kill(agent, job_id))
+
+    def remove_jobs(self, job_id: str | None = None) -> list[str]:
+        """Remove a finished job (``job_id``), or every finished job (None); returns the ids
+        removed. A running job is refused (InvalidUsage)."""
+        from qgactl import jobs
+
+        checked = None if job_id is None else jobs.check_id(job_id)
+        return self._using(lambda agent: jobs.remove(agent, checked))
+
     # -- files ----------------------------------------------------------------------------------
 
-    def read_file(self, path: str) -> bytes:
-        """The whole guest file (mind its size: ``copy_out`` streams to disk)."""
+    def read_file(
+        self, path: str, *, into: Sink | None = None, progress: Progress | None = None
+    ) -> bytes:
+        """The whole guest file (mind its size: ``copy_out`` streams to disk). With ``into``
+        (a writable binary stream: a pipe, sys.stdout.buffer) the bytes go there as they come,
+        at any size, and b"" is returned. ``progress`` (a guestfile.Progress) is told each chunk."""
         from qgactl import transfer
 
-        buffer = io.BytesIO()
-        self._using(lambda agent: transfer.download_to(agent, path, buffer))
-        return buffer.getvalue()
+        buffer = io.BytesIO() if into is None else None
+        sink = buffer if buffer is not None else into
+        assert sink is not None
+        self._using(lambda agent: transfer.download_to(agent, path, sink, progress))
+        return buffer.getvalue() if buffer is not None else b""
 
-    def write_file(self, path: str, data: bytes | IO[bytes], *, mode: int = 0o644) -> str:
-        """Write ``data`` to the guest file ``path``, atomically (a temporary file renamed into
-        place: readers see the old file or the whole new one). A new file gets ``mode``; a
-        file it replaces keeps its mode and owner. Returns the guest path written."""
+    def write_file(
+        self,
+        path: str,
+        data: bytes | IO[bytes],
+        *,
+        mode: int = 0o644,
+        keep_mode: bool = False,
+        name: str | None = None,
+        progress: Progress | None = None,
+    ) -> str:
+        """Write ``data`` (bytes, or a binary stream read to its end) to the guest file
+        ``path``, atomically (a temporary file renamed into place: readers see the old file or
+        the whole new one). A new file gets ``mode``; a file it replaces keeps its mode and
+        owner unless ``keep_mode``. ``path`` may be a directory: the file is then ``name`` in
+        it (default: the last part of ``path``). Returns the guest path written."""
         from qgactl import transfer
 
         source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-        name = posixpath.basename(path.rstrip("/"))
-        return self._using(lambda agent: transfer.upload(agent, source, path, name=name, mode=mode))
+        name = name or posixpath.basename(path.rstrip("/"))
+        return self._using(
+            lambda agent: transfer.upload(
+                agent, source, path, name=name, mode=mode, keep_mode=keep_mode, progress=progress
+            )
+        )
 
     def copy_in(
         self,
         host_path: str | os.PathLike[str],
         guest_path: str,
         *,
+        recursive: bool | None = None,
         keep_mode: bool = False,
         progress: Progress | None = None,
     ) -> str:
-        """Copy a host file (or, recursively, a directory) into the guest: all or nothing.
-        ``guest_path`` may be a directory to copy into. Returns the guest path written."""
+        """Copy a host file, or with ``recursive`` a directory, into the guest: all or nothing
+        (None: whichever ``host_path`` is). ``guest_path`` may be a directory to copy into.
+        A new file gets the host file's mode less the umask (all of it with ``keep_mode``,
+        which also applies it to a file replaced). Returns the guest path written; a host
+        side that can't be read raises transfer.HostFileError (exit code 1)."""
+        from pathlib import Path
+
         from qgactl import transfer
 
-        source = Path(host_path)
-        if source.is_dir():
+        given = os.fspath(host_path)
+        if recursive is None:
+            recursive = Path(given).is_dir()
+        if recursive:
+            if not Path(given).is_dir():
+                raise transfer.HostFileError(f"{given}: not a directory")
             return self._using(
-                lambda agent: transfer.upload_tree(agent, source, guest_path, keep_mode=keep_mode)
+                lambda agent: transfer.upload_tree(agent, given, guest_path, keep_mode=keep_mode)
             )
-        mode = transfer.new_file_mode(source.stat().st_mode, keep_mode)
-        with source.open("rb") as stream:
+        try:
+            stream = open(given, "rb")  # noqa: SIM115 (closed below, after the upload)
+        except OSError as exc:
+            raise transfer.HostFileError(f"{given}: {exc.strerror}") from None
+        with stream:
+            info = os.fstat(stream.fileno())
+            if not Path(given).is_file():
+                raise transfer.HostFileError(
+                    f"{given}: not a regular file", hint="-r copies a directory"
+                )
             return self._using(
                 lambda agent: transfer.upload(
                     agent,
                     stream,
                     guest_path,
-                    name=source.name,
-                    mode=mode,
+                    name=os.path.basename(given),
+                    mode=transfer.new_file_mode(info.st_mode, keep_mode),
                     keep_mode=keep_mode,
                     progress=progress,
-                    size=source.stat().st_size,
+                    size=info.st_size,
                 )
             )
 
@@ -510,25 +725,53 @@ class Guest:
         finally:
             agent.close()
 
-    def fstrim(self, minimum: int | None = None) -> tuple[TrimResult, ...]:
-        """Discard unused blocks (guest-fstrim): one result per filesystem."""
-        return self._using(lambda agent: agent.fstrim(minimum, timeout=max(self.timeout, 60.0)))
+    def fstrim(
+        self, minimum: int | None = None, *, timeout: float | None = None
+    ) -> tuple[TrimResult, ...]:
+        """Discard unused blocks (guest-fstrim): one result per filesystem. Trimming a big
+        disk takes minutes: ``timeout`` (seconds) is at least 60 s unless given."""
+        seconds = max(self.timeout, 60.0) if timeout is None else timeout
+        return self._using(lambda agent: agent.fstrim(minimum, timeout=seconds))
 
     # -- power and accounts -----------------------------------------------------------------------
 
-    def shutdown(self, mode: str = "powerdown", *, wait: float | None = None) -> PowerResult:
+    def shutdown(
+        self,
+        mode: str = "powerdown",
+        *,
+        wait: float | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> PowerResult:
         """Ask the guest to power down ("powerdown"), "halt" or "reboot"; with ``wait``
-        (seconds), wait until the domain is off (or, for a reboot, its agent answers again)."""
+        (seconds), wait until the domain is off (or, for a reboot, its agent answers again),
+        telling ``progress`` what it waits for. AgentTimeout when ``wait`` runs out."""
         from qgactl import power
 
-        domain = None
-        if self.domain:
-            domain = self.connector.host(self.uri).lookup(self.domain)
         return self._using(
             lambda agent: power.shutdown(
-                agent, mode, name=self.name, domain=domain, socket_path=self.socket, wait=wait
+                agent,
+                mode,
+                name=self.name,
+                domain=self._libvirt_domain(),
+                socket_path=self.socket,
+                wait=wait,
+                progress=progress or (lambda _text: None),
             )
         )
+
+    def suspend(self, mode: str) -> PowerResult:
+        """Suspend the guest: "ram" (S3), "disk" (hibernate) or "hybrid". Refused before
+        anything happens when the domain could not wake up from it; the result's ``wake``
+        says how to wake it."""
+        from qgactl import power
+
+        return self._using(
+            lambda agent: power.suspend(agent, mode, name=self.name, domain=self._libvirt_domain())
+        )
+
+    def _libvirt_domain(self) -> Any:
+        """The libvirt.virDomain, to watch it (None for a socket)."""
+        return self.connector.host(self.uri).lookup(self.domain) if self.domain else None
 
     def reboot(self, *, wait: float | None = None) -> PowerResult:
         return self.shutdown("reboot", wait=wait)
@@ -547,6 +790,13 @@ class Guest:
 
     def remove_ssh_keys(self, user: str, keys: Sequence[str]) -> None:
         self._using(lambda agent: agent.ssh_remove_keys(user, keys))
+
+
+def _env_pairs(env: Mapping[str, str] | Sequence[str] | None) -> Sequence[str]:
+    """NAME=VALUE strings, from a mapping or as given."""
+    if isinstance(env, Mapping):
+        return [f"{name}={value}" for name, value in env.items()]
+    return env or ()
 
 
 def _sink(
@@ -574,18 +824,6 @@ class _CallbackSink:
 # -- many guests ------------------------------------------------------------------------------
 
 
-class Result(NamedTuple):
-    """One guest's outcome in ``Fleet.map``: its value, or the QgactlError it raised."""
-
-    guest: Guest
-    value: Any = None
-    error: Exception | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
 class Fleet:
     """Guests named by ``targets``; ``map`` runs a function on each, concurrently."""
 
@@ -609,6 +847,7 @@ class Fleet:
         """``work(guest)`` for every guest, ``jobs`` at once; one Result per target in order.
         A QgactlError in one guest is its Result's ``error``; it never stops the others."""
         from qgactl import fanout
+        from qgactl.results import Result
 
         guests = {item: self._guest(item) for item in self.items}
 

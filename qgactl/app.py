@@ -1,8 +1,9 @@
 """What every command shares: the global options, the Terminal, libvirt, and agent targets.
 
 ``App`` is created once by the root group (cli.py) and handed to commands with ``@pass_app``.
-It opens libvirt only when a command needs a domain, and turns "DOMAIN or --socket" into an
-Agent through the Connector the Python API uses too (qgactl/connector.py). Commands live in
+It opens libvirt only when a command needs a domain, and turns "DOMAIN or --socket" (or a
+fan-out's target) into the public API's ``Guest`` (qgactl/api.py): commands reach the guest
+through it, as any Python user does. Commands live in
 qgactl/commands/; nothing here prints except through the Terminal.
 """
 
@@ -19,8 +20,9 @@ from qgactl.errors import InvalidUsage
 from qgactl.render import Terminal
 
 if TYPE_CHECKING:
-    from qgactl.agent import Agent
-    from qgactl.discover import DomainInfo, Libvirt
+    from qgactl.api import Guest
+    from qgactl.discover import Libvirt
+    from qgactl.targeting import Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,21 +93,36 @@ class App:
         if not self.socket_path and not domain:
             raise InvalidUsage("missing DOMAIN", hint="name a domain, or use --socket PATH")
 
-    def open_agent(self, domain: str | None, *, timeout: float | None = None) -> Agent:
-        """An Agent for DOMAIN (libvirt or its dedicated socket) or for --socket PATH."""
+    def guest(self, domain: str | None, *, look_up: bool = True) -> Guest:
+        """The public API's Guest for DOMAIN (libvirt, or its dedicated socket) or for
+        --socket PATH: what a single-target command works through. ``look_up`` finds the
+        domain now, so that a wrong DOMAIN fails before the command reads any input (doctor
+        says it as a check of its own)."""
         self.check_target(domain)
-        return self.open_target(domain, self.socket_path, self.connect_uri, timeout=timeout)
+        guest = self._guest(domain, self.socket_path, self.connect_uri, None)
+        if look_up:
+            guest.agent  # noqa: B018 (opened on first use: this is the use)
+        return guest
 
-    def open_target(
-        self,
-        domain: str | None,
-        socket: str | None,
-        uri: str | None,
-        *,
-        timeout: float | None = None,
-    ) -> Agent:
-        """An Agent for a domain on the host ``uri``, or for the agent socket ``socket``."""
-        return self.connector.open(domain, socket=socket, uri=uri, timeout=timeout)
+    def target_guest(self, target: Target, *, timeout: float | None = None) -> Guest:
+        """The Guest for one of a fan-out's targets (``timeout``: its own deadline per call)."""
+        return self._guest(target.domain, target.socket, target.host, timeout)
+
+    def _guest(
+        self, domain: str | None, socket: str | None, uri: str | None, timeout: float | None
+    ) -> Guest:
+        from qgactl.api import Guest
+
+        # one Connector for the whole command: the libvirt connections are shared, and
+        # closing a Guest closes its agent only
+        return Guest(
+            self.connector,
+            domain=domain,
+            socket=socket,
+            uri=uri,
+            owns_connector=False,
+            timeout=timeout,
+        )
 
     def split_domain(
         self, words: tuple[str, ...], usage: str, *, hint: str | None = None
@@ -124,16 +141,6 @@ class App:
             )
         self.check_target(domain)
         return domain, rest
-
-    def lookup(self, domain: str | None) -> Any:
-        """DOMAIN's libvirt.virDomain, for watching it; None with --socket."""
-        return None if self.socket_path or domain is None else self.libvirt.lookup(domain)
-
-    def describe(self, domain: str) -> DomainInfo:
-        return self.libvirt.describe(self.libvirt.lookup(domain))
-
-    def target_name(self, domain: str | None) -> str:
-        return domain or self.socket_path or "?"
 
 
 def _listed(value: str | Sequence[str] | None) -> list[str]:

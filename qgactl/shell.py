@@ -32,6 +32,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +45,7 @@ PORT_PREFIX = "org.qgactl.shell."
 VIR_DOMAIN_AFFECT_LIVE = 1
 LIVENESS_PERIOD = 1.0  # how often guest-exec-status is asked whether the relay still runs
 EXIT_GRACE = 1.0  # the relay exited: its exit frame may still be on the way
+START_DEADLINE = 45.0  # the relay's first frame: python3's start and its port wait, under TCG
 RELAY_SOURCE = Path(__file__).with_name("shell_relay.py")
 
 
@@ -91,6 +93,7 @@ class Session:
         self._plugged = False
         self._pid: int | None = None
         self._send_lock = threading.Lock()
+        self._answered = threading.Event()  # the relay's first frame arrived
 
     def start(self, request: Request, on_output: Callable[[bytes], None]) -> None:
         import libvirt
@@ -184,6 +187,7 @@ class Session:
                 data = self._stream.recv(64 * 1024)
                 if not isinstance(data, bytes) or not data:
                     break
+                self._answered.set()
                 frames, buffered = split_frames(buffered + data)
                 for kind, payload in frames:
                     if kind == b"d":
@@ -201,7 +205,14 @@ class Session:
         """The relay's liveness, through the agent: the relay killed (with the agent, say)
         closes nothing the host could see on the port."""
         assert self._pid is not None
+        deadline = time.monotonic() + START_DEADLINE
         while not self.outcome.done.wait(LIVENESS_PERIOD):
+            if not self._answered.is_set() and time.monotonic() > deadline:
+                self._end(SessionLost(
+                    f"the shell's guest side on {self._domain.name()} did not answer within "
+                    f"{START_DEADLINE:.0f} s", hint="is the guest overloaded? "
+                    f"qgactl exec {self._domain.name()} -- uptime"))  # fmt: skip
+                return
             try:
                 exited = self._agent.exec_status(self._pid).exited
             except AgentCommandError:

@@ -12,7 +12,7 @@ from qgactl.errors import InvalidUsage, QgactlError
 from qgactl.pubkeys import MAX_KEY_FILE, parse_public_keys
 
 if TYPE_CHECKING:
-    from qgactl.agent import Agent
+    from qgactl.api import Guest
 
 
 @click.command("set-password")
@@ -31,10 +31,10 @@ def set_password(app: App, words: tuple[str, ...], crypted: bool) -> None:
     domain, (user,) = app.split_domain(words, "USER")
     what = "crypted password (hash)" if crypted else "new password"
     secret = app.terminal.secret(f"{what} for {user}")
-    agent = app.open_agent(domain)
-    agent.require("guest-set-user-password")
-    agent.set_user_password(user, secret, crypted=crypted)
-    app.terminal.note(f"{app.target_name(domain)}: password of {user} set")
+    guest = app.guest(domain)
+    guest.require("guest-set-user-password")
+    guest.set_password(user, secret, crypted=crypted)
+    app.terminal.note(f"{guest.name}: password of {user} set")
 
 
 @click.command("ssh-keys")
@@ -57,25 +57,25 @@ def ssh_keys(
     changes = [(option, file) for option, file in options.items() if file is not None]
     if len(changes) > 1:
         raise InvalidUsage("give one of --add, --remove and --reset")
-    agent = app.open_agent(domain)
+    guest = app.guest(domain)
     if changes:
         option, file = changes[0]
-        _change_keys(agent, user, option, parse_public_keys(_read_key_file(file), _source(file)))
+        _change_keys(guest, user, option, parse_public_keys(_read_key_file(file), _source(file)))
     else:
-        agent.require("guest-ssh-get-authorized-keys")
-    found = agent.ssh_keys(user)
+        guest.require("guest-ssh-get-authorized-keys")
+    found = guest.ssh_keys(user)
     app.terminal.result(found.to_json(), lambda: tables.ssh_keys_table(found))
 
 
-def _change_keys(agent: Agent, user: str, option: str, keys: list[str]) -> None:
+def _change_keys(guest: Guest, user: str, option: str, keys: list[str]) -> None:
     """--add, --remove or --reset; the listing after it must work too (no half-done job)."""
     listing = "guest-ssh-get-authorized-keys"
     if option == "remove":
-        agent.require("guest-ssh-remove-authorized-keys", listing)
-        agent.ssh_remove_keys(user, keys)
+        guest.require("guest-ssh-remove-authorized-keys", listing)
+        guest.remove_ssh_keys(user, keys)
     else:
-        agent.require("guest-ssh-add-authorized-keys", listing)
-        agent.ssh_add_keys(user, keys, reset=option == "reset")
+        guest.require("guest-ssh-add-authorized-keys", listing)
+        guest.add_ssh_keys(user, keys, reset=option == "reset")
 
 
 def _source(file: str) -> str:

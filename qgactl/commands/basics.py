@@ -80,19 +80,13 @@ def _ping(app: App, target: Target, wait: float) -> PingResult:
     """One target's ping; retried under --wait while the failure may pass on its own."""
     give_up = time.monotonic() + wait
     while True:
-        transport = None
+        remaining = give_up - time.monotonic()
+        timeout = min(app.timeout, remaining) if remaining > 0.5 else app.timeout
+        guest = app.target_guest(target, timeout=timeout)
         try:
-            remaining = give_up - time.monotonic()
-            timeout = min(app.timeout, remaining) if remaining > 0.5 else app.timeout
-            agent = fleet.open_agent(app, target, timeout)
-            started = time.perf_counter()
-            try:
-                agent.ping()
-            finally:
-                agent.close()
-                transport = agent.transport.kind  # after the call: auto may have fallen back
-            elapsed = (time.perf_counter() - started) * 1000
-            return PingResult(target.label, transport, round(elapsed, 3), target.host)
+            with guest:
+                elapsed = guest.ping() * 1000
+            return PingResult(target.label, guest.transport, round(elapsed, 3), target.host)
         except QgactlError as exc:
             retry = isinstance(exc, _TRANSIENT) or (
                 isinstance(exc, NotFound) and target.socket  # the socket may not exist yet
@@ -100,7 +94,7 @@ def _ping(app: App, target: Target, wait: float) -> PingResult:
             if retry and time.monotonic() < give_up:
                 time.sleep(min(0.5, max(0.0, give_up - time.monotonic())))
                 continue
-            return PingResult(target.label, transport, None, target.host, exc)
+            return PingResult(target.label, guest.transport, None, target.host, exc)
 
 
 @click.command()
@@ -114,7 +108,7 @@ def info(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         app,
         domain,
         all_domains,
-        lambda agent: agent.info(),
+        lambda guest: guest.info(),
         tables.info_table,
     )
 
@@ -130,7 +124,7 @@ def osinfo(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         app,
         domain,
         all_domains,
-        lambda agent: agent.osinfo(),
+        lambda guest: guest.osinfo(),
         tables.osinfo_table,
     )
 
@@ -167,8 +161,8 @@ def raw(app: App, words: tuple[str, ...], pretty: bool) -> None:
         if len(request) > MAX_REQUEST_BYTES:
             raise InvalidUsage(f"a request on stdin is limited to {MAX_REQUEST_BYTES} bytes")
     payload, command = parse_user_request(request, arguments[0] if arguments else None)
-    agent = app.open_agent(domain)
-    reply = agent.send(payload, command)
+    # the request goes as the user wrote it: the Guest's low-level agent sends it untouched
+    reply = app.guest(domain).agent.send(payload, command)
     if reply is not None and reply.is_error:
         reply.result(command)  # raises AgentCommandError: exit 6 with the guest's words
     if reply is not None:

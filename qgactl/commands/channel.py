@@ -11,19 +11,21 @@ Three ways in:
     --qemu-args     the bare-QEMU equivalent on stdout; no libvirt, no XML.
 
 The work on a domain (every refusal before any change, then the configuration, then the live
-domain) is qgactl/agentchannel.py, which the Python API calls too; this module parses the
-options and prints the diff, the notes and the summary.
+domain) is the Python API's ``add_channel`` / ``remove_channel`` (qgactl/agentchannel.py
+under them); this module parses the options and prints the diff, the notes and the summary.
+--file and --qemu-args need no libvirt and stay here.
 """
 
 from __future__ import annotations
 
+import functools
 import shlex
 import sys
 from typing import Any, Callable
 
 import click
 
-from qgactl import agentchannel, completion
+from qgactl import agentchannel, api, completion
 from qgactl.agentchannel import ChannelChange, ChannelEdit
 from qgactl.app import App, pass_app
 from qgactl.errors import ExitCode, InvalidUsage, XmlPatchRefused
@@ -148,7 +150,8 @@ def add_channel(
             "socket path in a directory the QEMU user can write",
         )
     op = agentchannel.adding(name, path, address)
-    return _run(app, op, domain, config=config, live=live, dry_run=dry_run, file=file)
+    edit = functools.partial(api.add_channel, name=name, path=path, address=address)
+    return _run(app, op, edit, domain, config=config, live=live, dry_run=dry_run, file=file)
 
 
 @click.command("remove-channel")
@@ -174,7 +177,8 @@ def remove_channel(
       qgactl remove-channel --file vm1.xml --dry-run
     """
     op = agentchannel.removing(name)
-    return _run(app, op, domain, config=config, live=live, dry_run=dry_run, file=file)
+    edit = functools.partial(api.remove_channel, name=name)
+    return _run(app, op, edit, domain, config=config, live=live, dry_run=dry_run, file=file)
 
 
 # --- the work --------------------------------------------------------------------------------
@@ -183,6 +187,7 @@ def remove_channel(
 def _run(
     app: App,
     op: ChannelEdit,
+    edit: Callable[..., ChannelChange],
     domain: str | None,
     *,
     config: bool,
@@ -203,8 +208,13 @@ def _run(
         raise InvalidUsage(
             "missing DOMAIN", hint="name a domain, or use --file PATH for an XML file"
         )
-    out = agentchannel.edit(
-        app.libvirt, op, domain, config_opt=config, live_opt=live, dry_run=dry_run
+    out = edit(
+        domain,
+        uri=app.connect_uri,
+        config=config,
+        live=live,
+        dry_run=dry_run,
+        raise_half_done=False,  # said after what was done
     )
     if out.diff is not None:
         app.terminal.document(out.diff)

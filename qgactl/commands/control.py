@@ -1,4 +1,4 @@
-"""The power commands: shutdown, reboot, suspend (the engine is qgactl/power.py)."""
+"""The power commands: shutdown, reboot, suspend (Guest.shutdown and Guest.suspend)."""
 
 from __future__ import annotations
 
@@ -50,18 +50,9 @@ def reboot(app: App, domain: str | None, wait: float | None) -> None:
 
 
 def _shutdown(app: App, domain: str | None, mode: str, wait: float | None) -> None:
-    agent = app.open_agent(domain)
-    name = app.target_name(domain)
-    with app.terminal.status(f"{mode}: {name}") as update:
-        result = power.shutdown(
-            agent,
-            mode,
-            name=name,
-            domain=app.lookup(domain),
-            socket_path=app.socket_path,
-            wait=wait,
-            progress=update,
-        )
+    guest = app.guest(domain)
+    with app.terminal.status(f"{mode}: {guest.name}") as update:
+        result = guest.shutdown(mode, wait=wait, progress=update)
     _show(app, result)
 
 
@@ -79,9 +70,7 @@ def suspend(app: App, domain: str | None, mode: str) -> None:
 
     Refused when the domain can't wake up from that mode (libvirt's <pm> disables S3).
     """
-    agent = app.open_agent(domain)
-    name = app.target_name(domain)
-    _show(app, power.suspend(agent, mode, name=name, domain=app.lookup(domain)))
+    _show(app, app.guest(domain).suspend(mode))
 
 
 def _show(app: App, result: PowerResult) -> None:

@@ -1,4 +1,4 @@
-"""`qgactl doctor`: why doesn't the agent answer? The checks (qgactl/diagnose.py), rendered."""
+"""`qgactl doctor`: why doesn't the agent answer? Guest.doctor's checks, rendered."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import click
 
 from qgactl import completion, tables
 from qgactl.app import App, pass_app
-from qgactl.diagnose import Doctor
 from qgactl.errors import ExitCode
 
 
@@ -41,18 +40,18 @@ def doctor(app: App, domain: str | None) -> int:
     by another client, 5 ping timed out, 6 the guest is frozen or the agent refused, 7 protocol
     error, 2 a --transport that doesn't fit the domain.
     """
-    app.check_target(domain)
-    checks = Doctor(app.connector, domain=domain, socket=app.socket_path, uri=app.connect_uri).run()
+    guest = app.guest(domain, look_up=False)  # a missing domain is one of its checks
+    checks = guest.doctor()
     failed = next((check for check in checks if check.status == "fail"), None)
     code = failed.exit_code if failed else ExitCode.OK
     report = {
-        "target": app.target_name(domain),
+        "target": guest.name,
         "ok": failed is None,
         "exit_code": int(code),
         "checks": [{k: v for k, v in asdict(c).items() if k != "exit_code"} for c in checks],
     }
     app.terminal.result(
         report,
-        lambda: tables.doctor_table(app.target_name(domain), checks),
+        lambda: tables.doctor_table(guest.name, checks),
     )
     return int(code)

@@ -1,4 +1,4 @@
-"""exec: run a command in the guest (the engine is qgactl/guest_exec.py)."""
+"""exec: run a command in the guest (Guest.exec), on one target or many."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from qgactl.fanout import Outcome
+    from qgactl.results import Completed
     from qgactl.targeting import Target, Targets
 
 
@@ -177,11 +178,9 @@ def _exec(
     chosen = targeting.resolve(app, named, all_domains=all_domains)
     as_json = app.terminal.output == "json" and app.output_requested == "json"
 
-    def run(target: Target, stdout: Any, stderr: Any, stdin: Any) -> guest_exec.ExecResult:
-        agent = fleet.open_agent(app, target)
-        try:
-            return guest_exec.run(
-                agent,
+    def run(target: Target, stdout: Any, stderr: Any, stdin: Any) -> Completed:
+        with app.target_guest(target) as guest:
+            return guest.exec(
                 argv,
                 stdout=stdout,
                 stderr=stderr,
@@ -190,11 +189,10 @@ def _exec(
                 shell=options.shell,
                 cwd=options.cwd,
                 user=options.user,
-                timeout_run=options.timeout_run,
+                timeout=options.timeout_run,
                 cancelled=lambda: signals.received,
+                raise_cannot_run=True,  # qgactl's own error (and exit status), not CMD's stderr
             )
-        finally:
-            agent.close()
 
     with DeferredSignals() as signals:
         if not chosen.plural and output_dir is None:  # one target into a folder: a list of one
@@ -202,7 +200,7 @@ def _exec(
         stdin = sys.stdin.buffer.read() if options.send_stdin else None  # the same for all
         printer = _Printer(app, options.group, chosen, None if as_json else output_dir)
 
-        def job(target: Target) -> tuple[guest_exec.ExecResult, bytes, bytes]:
+        def job(target: Target) -> tuple[Completed, bytes, bytes]:
             with printer.sinks(target, as_json) as (out, err):
                 result = run(target, out, err, None if stdin is None else io.BytesIO(stdin))
                 printer.status(target, str(result.status))
@@ -399,7 +397,7 @@ def _split_words(
     return named, rest
 
 
-def _json(result: guest_exec.ExecResult, out: bytes, err: bytes) -> dict[str, Any]:
+def _json(result: Completed, out: bytes, err: bytes) -> dict[str, Any]:
     data: dict[str, Any] = {
         "pid": result.pid,
         "exit_code": result.exit_code,

@@ -1,4 +1,4 @@
-"""cat and cp: files between the host and a guest (the engine is qgactl/transfer.py)."""
+"""cat and cp: files between the host and a guest (Guest's read_file, write_file, copy_in...)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ import os
 import posixpath
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import click
 
-from qgactl import completion, transfer
+from qgactl import completion
 from qgactl.app import App, pass_app
 from qgactl.errors import InvalidUsage
 from qgactl.signals import DeferredSignals, Interrupted
 
 if TYPE_CHECKING:
-    from qgactl.agent import Agent
+    from qgactl.api import Guest
     from qgactl.guestfile import Progress
 
 
@@ -34,9 +33,9 @@ if TYPE_CHECKING:
 def cat(app: App, words: tuple[str, ...]) -> None:
     """Print a guest file's bytes to stdout (on a terminal, control characters escaped)."""
     domain, (path,) = app.split_domain(words, "PATH")
-    agent = app.open_agent(domain)
+    guest = app.guest(domain)
     with _copying(app, None) as progress:
-        transfer.download_to(agent, path, app.terminal.guest_bytes("stdout"), progress)
+        guest.read_file(path, into=app.terminal.guest_bytes("stdout"), progress=progress)
 
 
 @click.command()
@@ -65,12 +64,11 @@ def cp(app: App, preserve: bool, recursive: bool, source: str, destination: str)
             "one of SRC and DST is DOMAIN:PATH (:PATH with --socket), the other a host path",
             hint="e.g. qgactl cp vm1:/etc/hostname .",
         )
-    guest = src_domain if src_domain is not None else dst_domain
-    agent = app.open_agent(guest or None)
+    guest = app.guest((src_domain if src_domain is not None else dst_domain) or None)
     if src_domain is not None:
-        _from_guest(app, agent, src_path, dst_path, preserve, recursive)
+        _from_guest(app, guest, src_path, dst_path, preserve, recursive)
     else:
-        _to_guest(app, agent, src_path, dst_path, preserve, recursive)
+        _to_guest(app, guest, src_path, dst_path, preserve, recursive)
 
 
 @contextlib.contextmanager
@@ -115,53 +113,32 @@ def _side(app: App, word: str) -> tuple[str | None, str]:
 
 
 def _from_guest(
-    app: App, agent: Agent, guest_path: str, host_path: str, preserve: bool, recursive: bool
+    app: App, guest: Guest, guest_path: str, host_path: str, preserve: bool, recursive: bool
 ) -> None:
     if recursive:
         with _copying(app, None):
-            transfer.download_tree(agent, guest_path, host_path, keep_mode=preserve)
+            guest.copy_out(guest_path, host_path, recursive=True, keep_mode=preserve)
     elif host_path == "-":
         with _copying(app, None) as progress:
-            transfer.download_to(agent, guest_path, app.terminal.guest_bytes("stdout"), progress)
+            guest.read_file(guest_path, into=app.terminal.guest_bytes("stdout"), progress=progress)
     else:
         with _copying(app, posixpath.basename(guest_path)) as progress:
-            transfer.download(agent, guest_path, host_path, keep_mode=preserve, progress=progress)
+            guest.copy_out(guest_path, host_path, keep_mode=preserve, progress=progress)
 
 
 def _to_guest(
-    app: App, agent: Agent, host_path: str, guest_path: str, preserve: bool, recursive: bool
+    app: App, guest: Guest, host_path: str, guest_path: str, preserve: bool, recursive: bool
 ) -> None:
     if recursive:
-        if not Path(host_path).is_dir():
-            raise transfer.HostFileError(f"{host_path}: not a directory")
         with _copying(app, None):
-            transfer.upload_tree(agent, host_path, guest_path, keep_mode=preserve)
-        return
-    if host_path == "-":
+            guest.copy_in(host_path, guest_path, recursive=True, keep_mode=preserve)
+    elif host_path == "-":
         with _copying(app, None) as progress:
-            transfer.upload(
-                agent, sys.stdin.buffer, guest_path, name="stdin", keep_mode=preserve,
-                progress=progress,
-            )  # fmt: skip
-        return
-    try:
-        source = open(host_path, "rb")  # noqa: SIM115 (closed below, after the upload)
-    except OSError as exc:
-        raise transfer.HostFileError(f"{host_path}: {exc.strerror}") from None
-    with source, _copying(app, os.path.basename(host_path)) as progress:
-        info = os.fstat(source.fileno())
-        if not Path(host_path).is_file():
-            raise transfer.HostFileError(
-                f"{host_path}: not a regular file", hint="-r copies a directory"
+            guest.write_file(
+                guest_path, sys.stdin.buffer, name="stdin", keep_mode=preserve, progress=progress
             )
-        mode = transfer.new_file_mode(info.st_mode, preserve)
-        transfer.upload(
-            agent,
-            source,
-            guest_path,
-            name=os.path.basename(host_path),
-            mode=mode,
-            keep_mode=preserve,
-            progress=progress,
-            size=info.st_size,
-        )
+    else:
+        with _copying(app, os.path.basename(host_path)) as progress:
+            guest.copy_in(
+                host_path, guest_path, recursive=False, keep_mode=preserve, progress=progress
+            )

@@ -1,7 +1,8 @@
 """What every fan-out command shares: its targets argument, and how its outcomes are shown.
 
 ``targets_argument`` gives a command DOMAIN... (names, UUIDs, IDs or 'globs*') and --all.
-``fan_out`` runs the command's agent call on every target (qgactl/fanout.py) and prints:
+``fan_out`` runs the command's call on every target's Guest (qgactl/api.py, qgactl/fanout.py)
+and prints:
 - one target named plainly: exactly what the single-target command always printed;
 - several: one block per target (a table, or its error), a HOST when there are several hosts,
   JSON as a list of {target, host, ok, exit_code, error, ...the command's own fields}, every
@@ -19,7 +20,7 @@ from qgactl import completion, fanout, targeting
 from qgactl.errors import ExitCode
 
 if TYPE_CHECKING:
-    from qgactl.agent import Agent
+    from qgactl.api import Guest
     from qgactl.app import App
     from qgactl.fanout import Outcome
     from qgactl.targeting import Target, Targets
@@ -44,22 +45,18 @@ def targets_argument(command: F) -> F:
     )(command)
 
 
-def open_agent(app: App, target: Target, timeout: float | None = None) -> Agent:
-    return app.open_target(target.domain, target.socket, target.host, timeout=timeout)
-
-
 def fan_out(
     app: App,
     domains: tuple[str, ...],
     all_domains: bool,
-    call: Callable[[Agent], Any],
+    call: Callable[[Guest], Any],
     table: Callable[[Any], Any],
     *,
     key: str | None = None,
     fields: Callable[[Any], dict[str, Any]] | None = None,
     raw: bool = True,
 ) -> int:
-    """Run ``call`` on every target; ``table(value)`` shows a value. Its JSON is its
+    """Run ``call`` on every target's Guest; ``table(value)`` shows a value. Its JSON is its
     ``to_json()``; for a list of models give ``key``: the list for one target, {key: [...]}
     in a fan-out list; anything else gives ``fields``. -o raw prints the agent's reply when
     ``call`` made one agent call (Agent.only_reply); ``raw=False`` for a call that also uses
@@ -79,19 +76,16 @@ def fan_out(
         target = chosen.items[0]
         if target.failure is not None:
             raise target.failure
-        agent = open_agent(app, target)
-        value = call(agent)
+        guest = app.target_guest(target)
+        value = call(guest)
         app.terminal.result(
-            as_json(value), lambda: table(value), raw=agent.only_reply if raw else None
+            as_json(value), lambda: table(value), raw=guest.agent.only_reply if raw else None
         )
         return ExitCode.OK
 
     def job(target: Target) -> Any:
-        agent = open_agent(app, target)
-        try:
-            return call(agent)
-        finally:
-            agent.close()
+        with app.target_guest(target) as guest:
+            return call(guest)
 
     with app.terminal.status(f"asking {len(chosen.items)} agents"):
         outcomes = fanout.run_all(chosen.items, job, app.jobs)

@@ -26,6 +26,7 @@ from qgactl.targeting import Target
 
 if TYPE_CHECKING:
     from qgactl.agent import Agent
+    from qgactl.api import Guest
 
 
 # -- fsfreeze ---------------------------------------------------------------------------------
@@ -140,11 +141,11 @@ def _check_options(
 
 
 def _status(app: App, target: Target) -> int:
-    agent = fleet.open_agent(app, target)
-    status = agent.fsfreeze_status()
+    guest = app.target_guest(target)
+    status = guest.fsfreeze_status()
     armed = watchdog.pending(_state_key(app, target))
     data = {"target": target.label, "status": status, "auto_thaw": _armed_json(armed)}
-    app.terminal.result(data, lambda: tables.freeze_table(data), raw=agent.only_reply)
+    app.terminal.result(data, lambda: tables.freeze_table(data), raw=guest.agent.only_reply)
     return ExitCode.OK
 
 
@@ -193,7 +194,8 @@ def _freeze(
 
 def _thaw(app: App, target: Target) -> int:
     """--thaw: thaw first, then cancel the auto-thaw (a failed thaw leaves it armed)."""
-    agent = fleet.open_agent(app, target, _freeze_timeout(app))
+    # one thaw, not Guest.thaw's retries: a failure is reported and the auto-thaw stays armed
+    agent = app.target_guest(target).open_agent(_freeze_timeout(app))
     try:
         count = agent.fsfreeze_thaw()
     finally:
@@ -223,7 +225,7 @@ def _guest(app: App, target: Target) -> freeze.Guest:
     return freeze.Guest(
         target.label,
         _state_key(app, target),
-        lambda seconds: fleet.open_agent(app, target, seconds),
+        app.target_guest(target).open_agent,
         watchdog.Target(target.domain, target.socket, target.host, app.transport_choice, timeout),
         timeout,
     )
@@ -285,9 +287,9 @@ def fstrim(app: App, domain: tuple[str, ...], all_domains: bool, minimum: int | 
     the image on the host.
     """
 
-    def trim(agent: Agent) -> Any:
-        result = agent.fstrim(minimum)
-        _warn_without_discard(app, agent)
+    def trim(guest: Guest) -> Any:
+        result = guest.fstrim(minimum, timeout=guest.timeout)  # -t, as every other call
+        _warn_without_discard(app, guest.agent)
         return result
 
     return fleet.fan_out(app, domain, all_domains, trim, tables.trim_table, key="paths")
@@ -326,7 +328,7 @@ def fsinfo(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         app,
         domain,
         all_domains,
-        lambda agent: agent.fsinfo(),
+        lambda guest: guest.fsinfo(),
         tables.fsinfo_table,
         key="filesystems",
     )
@@ -341,7 +343,7 @@ def disks(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         app,
         domain,
         all_domains,
-        lambda agent: agent.disks(),
+        lambda guest: guest.disks(),
         tables.disks_table,
         key="disks",
     )

@@ -19,7 +19,7 @@ from qgactl.commands.fleet import fan_out, targets_argument
 from qgactl.errors import InvalidUsage
 
 if TYPE_CHECKING:
-    from qgactl.agent import Agent
+    from qgactl.api import Guest
 
 
 @click.command()
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 @pass_app
 def hostname(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's host name (guest-get-host-name)."""
-    return fan_out(app, domain, all_domains, lambda agent: agent.hostname(), tables.hostname_table)
+    return fan_out(
+        app, domain, all_domains, lambda guest: guest.hostname_info(), tables.hostname_table
+    )
 
 
 @click.command()
@@ -39,7 +41,7 @@ def users(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         app,
         domain,
         all_domains,
-        lambda agent: agent.users(),
+        lambda guest: guest.users(),
         tables.users_table,
         key="users",
     )
@@ -50,7 +52,7 @@ def users(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
 @pass_app
 def timezone(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's time zone and its offset from UTC (guest-get-timezone)."""
-    return fan_out(app, domain, all_domains, lambda agent: agent.timezone(), tables.timezone_table)
+    return fan_out(app, domain, all_domains, lambda guest: guest.timezone(), tables.timezone_table)
 
 
 @click.command(name="time")
@@ -77,13 +79,13 @@ def time_(
         raise InvalidUsage("--set or --sync, not both", hint="see qgactl time --help")
     given = values.parse_time(set_to) if set_to is not None else None
 
-    def call(agent: Agent) -> Any:
+    def call(guest: Guest) -> Any:
         # --sync: the host's time now, for each guest; not the agent's default without a
         # time, which reads the guest's own RTC
         nanoseconds = time.time_ns() if sync else given
         if nanoseconds is not None:
-            agent.set_time(nanoseconds)
-        return agent.get_time()
+            guest.set_time(nanoseconds)
+        return guest.time()
 
     return fan_out(app, domain, all_domains, call, tables.time_table)
 
@@ -101,13 +103,13 @@ def net(app: App, domain: tuple[str, ...], all_domains: bool, routes: bool) -> i
             app,
             domain,
             all_domains,
-            lambda agent: agent.interfaces(),
+            lambda guest: guest.interfaces(),
             tables.net_table,
             key="interfaces",
         )
 
-    def call(agent: Agent) -> Any:
-        return agent.interfaces(), agent.routes()
+    def call(guest: Guest) -> Any:
+        return guest.interfaces(), guest.routes()
 
     def fields(value: Any) -> dict[str, Any]:
         interfaces, found = value
@@ -145,14 +147,13 @@ def vcpus(
     change = enable if enable is not None else disable
     cpus = values.parse_cpu_list(change) if change is not None else ()
 
-    def call(agent: Agent) -> Any:
+    def call(guest: Guest) -> Any:
         if cpus:
-            changed = agent.set_vcpus(cpus, online=enable is not None)
+            changed = guest.set_vcpus(cpus, online=enable is not None)
             verb = "brought online" if enable is not None else "took offline"
-            app.terminal.note(
-                f"{agent.transport.target}: the guest {verb} {tables.plural(changed, 'vCPU')}"
-            )
-        return agent.vcpus()
+            name = guest.agent.transport.target  # the domain's own name, even given by UUID
+            app.terminal.note(f"{name}: the guest {verb} {tables.plural(changed, 'vCPU')}")
+        return guest.vcpus()
 
     return fan_out(app, domain, all_domains, call, tables.vcpus_table, key="vcpus")
 
@@ -164,7 +165,7 @@ def memory(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's memory blocks (the units of memory hotplug) and their size.
 
     From guest-get-memory-blocks and guest-get-memory-block-info."""
-    return fan_out(app, domain, all_domains, lambda agent: agent.memory(), tables.memory_table)
+    return fan_out(app, domain, all_domains, lambda guest: guest.memory(), tables.memory_table)
 
 
 @click.command()
@@ -172,7 +173,7 @@ def memory(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
 @pass_app
 def load(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
     """The guest's load average over 1, 5 and 15 minutes (guest-get-load, qemu-ga 10.0+)."""
-    return fan_out(app, domain, all_domains, lambda agent: agent.load(), tables.load_table)
+    return fan_out(app, domain, all_domains, lambda guest: guest.load(), tables.load_table)
 
 
 @click.command()
@@ -184,7 +185,7 @@ def diskstats(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         app,
         domain,
         all_domains,
-        lambda agent: agent.diskstats(),
+        lambda guest: guest.diskstats(),
         tables.diskstats_table,
         key="diskstats",
     )
@@ -199,7 +200,7 @@ def cpustats(app: App, domain: tuple[str, ...], all_domains: bool) -> int:
         app,
         domain,
         all_domains,
-        lambda agent: agent.cpustats(),
+        lambda guest: guest.cpustats(),
         tables.cpustats_table,
         key="cpustats",
     )

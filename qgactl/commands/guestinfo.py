@@ -9,7 +9,7 @@ import click
 from qgactl import tables
 from qgactl.app import App, pass_app
 from qgactl.commands.fleet import fan_out, targets_argument
-from qgactl.guestinfo import PART_NAMES, gather
+from qgactl.guestinfo import PART_NAMES
 
 _HELP = {
     "os": "The operating system (guest-get-osinfo).",
@@ -53,7 +53,7 @@ def guestinfo(app: App, /, domain: tuple[str, ...], all_domains: bool, **parts: 
         app,
         domain,
         all_domains,
-        lambda agent: gather(agent, chosen),
+        lambda guest: guest.guestinfo(*chosen),
         tables.guestinfo_table,
         raw=False,
     )

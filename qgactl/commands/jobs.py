@@ -1,4 +1,4 @@
-"""job: the jobs `qgactl exec --detach` starts (the engine is qgactl/jobs.py)."""
+"""job: the jobs `qgactl exec --detach` starts (Guest.start_job, jobs, wait_job...)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from qgactl.errors import ExitCode, InvalidUsage
 from qgactl.signals import DeferredSignals
 
 if TYPE_CHECKING:
-    from qgactl.agent import Agent
+    from qgactl.api import Guest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,10 +32,9 @@ def detach(
     if given:
         raise InvalidUsage(f"--detach does not go with {', '.join(given)}")
     domain = named[0] if named else None
-    if domain is not None and targeting.is_glob(domain):  # several -c or --socket: open_agent
+    if domain is not None and targeting.is_glob(domain):  # several -c or --socket: App.guest
         raise InvalidUsage("--detach starts a job on one guest", hint="name one DOMAIN")
-    agent = app.open_agent(domain)
-    job_id = jobs.start(agent, argv, env=env, shell=shell)
+    job_id = app.guest(domain).start_job(argv, env=env, shell=shell)
     if app.terminal.output == "json" and app.output_requested == "json":
         app.terminal.result({"id": job_id, "command": argv}, lambda: None)
     else:
@@ -73,7 +72,7 @@ def job() -> None:
 def list_(app: App, words: tuple[str, ...]) -> None:
     """qgactl's jobs in the guest: id, command, started (UTC), state and exit status."""
     domain, _ = app.split_domain(words, "")
-    found = jobs.list_jobs(app.open_agent(domain))
+    found = app.guest(domain).jobs()
 
     def table() -> Any:
         from qgactl import render
@@ -99,13 +98,13 @@ def logs(app: App, words: tuple[str, ...], follow: bool) -> int:
     stops following, not the job.
     """
     domain, (job_id,) = app.split_domain(words, "ID")
-    agent = _agent(app, domain, job_id)
+    guest = _guest(app, domain, job_id)
     out, err = app.terminal.guest_bytes("stdout"), app.terminal.guest_bytes("stderr")
     if not follow:
-        jobs.read_output(agent, job_id, out, err)
+        guest.job_output(job_id, out, err)
         return ExitCode.OK
     with DeferredSignals() as signals:
-        found = jobs.follow(agent, job_id, out, err, cancelled=lambda: signals.received)
+        found = guest.wait_job(job_id, stdout=out, stderr=err, cancelled=lambda: signals.received)
     return jobs.exit_status(found)
 
 
@@ -121,9 +120,9 @@ def logs(app: App, words: tuple[str, ...], follow: bool) -> int:
 def wait(app: App, words: tuple[str, ...], timeout: float | None) -> int:
     """Wait for the job to end; exit with its status (5 at --timeout, 125 if it was lost)."""
     domain, (job_id,) = app.split_domain(words, "ID")
-    agent = _agent(app, domain, job_id)
+    guest = _guest(app, domain, job_id)
     with DeferredSignals() as signals, app.terminal.status(f"waiting for job {job_id}"):
-        found = jobs.follow(agent, job_id, timeout=timeout, cancelled=lambda: signals.received)
+        found = guest.wait_job(job_id, timeout=timeout, cancelled=lambda: signals.received)
     return jobs.exit_status(found)
 
 
@@ -133,8 +132,7 @@ def wait(app: App, words: tuple[str, ...], timeout: float | None) -> int:
 def kill(app: App, words: tuple[str, ...]) -> None:
     """Kill the job's process group: TERM, then KILL after 2 s. Its status is recorded."""
     domain, (job_id,) = app.split_domain(words, "ID")
-    agent = _agent(app, domain, job_id)
-    if not jobs.kill(agent, job_id):
+    if not _guest(app, domain, job_id).kill_job(job_id):
         app.terminal.note(f"job {job_id} had already ended")
 
 
@@ -147,16 +145,16 @@ def rm(app: App, words: tuple[str, ...], all_finished: bool) -> None:
     domain, rest = app.split_domain(words, "[ID]")
     if bool(rest) == all_finished:
         raise InvalidUsage("give a job ID or --all-finished (one of them)")
-    agent = _agent(app, domain, rest[0] if rest else None)
-    removed = jobs.remove(agent, rest[0] if rest else None)
+    job_id = rest[0] if rest else None
+    removed = _guest(app, domain, job_id).remove_jobs(job_id)
     app.terminal.result(removed, lambda: _removed(removed))
 
 
-def _agent(app: App, domain: str | None, job_id: str | None) -> Agent:
-    """The agent, once the ID is known to be one (an error before any guest call)."""
+def _guest(app: App, domain: str | None, job_id: str | None) -> Guest:
+    """The guest, once the ID is known to be one (an error before any guest call)."""
     if job_id is not None:
         jobs.check_id(job_id)
-    return app.open_agent(domain)
+    return app.guest(domain)
 
 
 def _removed(ids: list[str]) -> Any:

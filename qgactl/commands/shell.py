@@ -69,7 +69,7 @@ def shell(app: App, user: str, cwd: str | None, domain: str, command: tuple[str,
     env = {k: v for k, v in os.environ.items() if k == "LANG" or k.startswith("LC_")}
     env["TERM"] = os.environ.get("TERM", "vt100")
     request = engine.Request(user, cwd, list(command), env, rows, cols)
-    session = engine.Session(dom, app.open_agent(domain), host.uri)
+    session = engine.Session(dom, app.guest(domain).agent, host.uri)
     try:
         with _raw_terminal(), _signal_pipe() as signals:
             session.start(request, _write_stdout)

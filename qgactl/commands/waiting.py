@@ -93,7 +93,7 @@ def _until_ready(
         found = host.lookup(target.domain)  # not found: at once, not at the deadline
         describe = lambda: host.describe(found)  # noqa: E731
     return waiting.until_ready(
-        lambda left: fleet.open_agent(app, target, min(app.timeout, left)),
+        lambda left: app.target_guest(target).open_agent(min(app.timeout, left)),
         want,
         deadline,
         label=target.label,

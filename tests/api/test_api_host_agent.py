@@ -87,3 +87,38 @@ def test_doctor_returns_the_checks_as_data(host_agent, tmp_path):
     missing = qgactl.doctor(socket=str(tmp_path / "gone.sock"))
     assert (missing[0].status, missing[0].exit_code) == ("fail", qgactl.ExitCode.NOT_FOUND)
     assert {c.status for c in missing[1:]} == {"skipped"}
+
+
+def test_ping_gives_the_round_trip_and_the_transport(host_agent):
+    with qgactl.connect(socket=str(host_agent.socket_path)) as guest:
+        assert guest.transport is None  # nothing opened yet
+        seconds = guest.ping()
+        assert isinstance(seconds, float) and seconds > 0
+        assert guest.transport == "socket"
+
+
+def test_the_info_models_and_require(host_agent):
+    with qgactl.connect(socket=str(host_agent.socket_path)) as guest:
+        reply = guest.hostname_info()
+        assert reply.host_name == guest.hostname() == guest.call("guest-get-host-name")["host-name"]
+        assert guest.time().nanoseconds == pytest.approx(guest.call("guest-get-time"), abs=60e9)
+        assert isinstance(guest.users(), tuple)
+        guest.require("guest-ping", "guest-info")  # enabled: passes
+        with pytest.raises(qgactl.AgentCommandError) as caught:
+            guest.require("guest-ping", "guest-exec")  # the fixture blocks guest-exec
+        assert "guest-exec" in caught.value.message
+        guest.ping()  # the refusal left the connection usable
+
+
+def test_copy_in_refuses_a_bad_host_side_before_reaching_the_agent(tmp_path):
+    from qgactl.transfer import HostFileError
+
+    # no agent at this socket: the refusals must come before any attempt to reach it
+    guest = qgactl.connect(socket=str(tmp_path / "nothing.sock"))
+    with pytest.raises(HostFileError, match="not a directory"):
+        guest.copy_in(tmp_path / "nothing.sock", "/tmp/", recursive=True)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(HostFileError, match="Is a directory"):
+        guest.copy_in(tmp_path / "dir", "/tmp/", recursive=False)
+    with pytest.raises(HostFileError, match="No such file"):
+        guest.copy_in(tmp_path / "missing", "/tmp/")

@@ -160,3 +160,48 @@ def test_add_and_remove_channel(defined_without_channel):
     assert removed.config and _inactive_channels(domain) == []
     with pytest.raises(qgactl.InvalidUsage):
         qgactl.add_channel(domain, uri=domain.uri, name="org.qemu.guest_agent.1")  # no path
+
+
+def test_exec_cwd_and_a_start_failure_raised(guest):
+    assert guest.exec(["pwd"], cwd="/etc").stdout == b"/etc\n"
+    from qgactl.guest_exec import CannotRun
+
+    with pytest.raises(CannotRun) as caught:
+        guest.exec(["/no/such/program"], raise_cannot_run=True)
+    assert caught.value.exit_code == 127 and isinstance(caught.value, qgactl.QgactlError)
+
+
+def test_read_file_into_a_sink(guest, side):
+    import io
+
+    class Progress:  # guestfile.Progress: told each chunk; sized: asks the file's size first
+        sized = True
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, int | None]] = []
+
+        def __call__(self, count: int, total: int | None) -> None:
+            self.calls.append((count, total))
+
+    side.sh("head -c 300000 /dev/urandom > /tmp/api-sink.bin")
+    sink, progress = io.BytesIO(), Progress()
+    assert guest.read_file("/tmp/api-sink.bin", into=sink, progress=progress) == b""
+    digest = side.sh("sha256sum /tmp/api-sink.bin")[1].split()[0].decode()
+    assert hashlib.sha256(sink.getvalue()).hexdigest() == digest
+    assert progress.calls[0] == (0, 300000)
+    assert sum(count for count, _ in progress.calls) == 300000
+
+
+def test_a_job_outlives_its_start_and_is_removed(guest, side):
+    import io
+
+    job_id = guest.start_job(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    job = guest.wait_job(job_id, timeout=60)
+    assert (job.id, job.state, job.status) == (job_id, "exited", 3)
+    out, err = io.BytesIO(), io.BytesIO()
+    guest.job_output(job_id, out, err)
+    assert (out.getvalue(), err.getvalue()) == (b"out\n", b"err\n")
+    assert [j.id for j in guest.jobs(job_id)] == [job_id]
+    assert side.sh(f"test -d /run/qgactl/jobs/{job_id}")[0] == 0  # the guest keeps it
+    assert guest.remove_jobs(job_id) == [job_id]
+    assert side.sh(f"test -e /run/qgactl/jobs/{job_id}")[0] != 0

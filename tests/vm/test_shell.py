@@ -9,8 +9,10 @@ domain's live XML (virsh), never by asking qgactl.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ class Pane:
         self.socket = f"qgactl-test-{os.getpid()}-{time.monotonic_ns()}"
         self.workdir = workdir
         qgactl = shlex.join([sys.executable, "-m", "qgactl", "-c", uri, "shell", *args])
+        qgactl = f"PYTHONFAULTHANDLER=1 {qgactl}"  # post_mortem's stacks
         script = (
             f"cd {shlex.quote(str(ROOT))}; stty -a > {workdir}/before; "
             f"{qgactl}; echo EXIT=$?; stty -a > {workdir}/after; sleep 600"
@@ -59,7 +62,15 @@ class Pane:
             if text in screen:
                 return screen
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared on the screen:\n{self.screen()}")
+        raise AssertionError(f"{text!r} never appeared on the screen:\n{self.post_mortem()}")
+
+    def post_mortem(self) -> str:
+        """The screen after qgactl (if still running) dumped its threads' stacks: the pane
+        runs it with PYTHONFAULTHANDLER, so SIGABRT prints where each thread waits."""
+        with contextlib.suppress(AssertionError, ProcessLookupError):
+            os.kill(self.qgactl_pid(), signal.SIGABRT)
+            time.sleep(2)
+        return self.screen()
 
     def qgactl_pid(self) -> int:
         """The qgactl process (the pane's sh's child)."""
