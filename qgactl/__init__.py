@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from qgactl.api import (
         Fleet,
         Guest,
+        Lane,
         add_channel,
         connect,
         doctor,
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
         AgentUnavailable,
         ExitCode,
         InvalidUsage,
+        LaneLost,
+        LaneRefused,
         LibvirtFailure,
         NotFound,
         ProtocolError,
@@ -50,6 +53,9 @@ __all__ = [
     "Fleet",
     "Guest",
     "InvalidUsage",
+    "Lane",
+    "LaneLost",
+    "LaneRefused",
     "LibvirtFailure",
     "NotFound",
     "ProtocolError",
@@ -64,7 +70,7 @@ __all__ = [
     "targets",
 ]
 # Where each name of __all__ lives; the rest of it is the error tree (qgactl.errors).
-_API = {"Fleet", "Guest", "add_channel", "connect", "doctor", "remove_channel", "targets"}
+_API = {"Fleet", "Guest", "Lane", "add_channel", "connect", "doctor", "remove_channel", "targets"}
 _RESULTS = {"CommandFailed", "Completed", "Result"}
 
 

@@ -7,6 +7,8 @@ into a one-line message, a hint and an exit code. The tree::
      +-- InvalidUsage            exit 2  options that don't fit together
      +-- NotFound                exit 3  no such domain or socket
      +-- AgentUnavailable        exit 4  no channel, not connected, domain off, refused, closed
+     |    +-- LaneRefused                the guest can't run a lane (no python3): use the agent
+     |    +-- LaneLost                   a lane went away before its request ended
      +-- AgentTimeout            exit 5  the deadline passed
      +-- AgentCommandError       exit 6  the agent answered {"error": ...}
      +-- ProtocolError           exit 7  malformed, oversized or out-of-sync reply
@@ -75,6 +77,16 @@ class NotFound(QgactlError):
 
 class AgentUnavailable(QgactlError):
     exit_code = ExitCode.UNAVAILABLE
+
+
+class LaneRefused(AgentUnavailable):
+    """The guest can't run a lane (qgactl/lane.py): no python3, no port. The agent still
+    works: fall back to it."""
+
+
+class LaneLost(AgentUnavailable):
+    """The lane went away before its request ended (the guest rebooted or hangs, its master
+    was killed): what the request did in the guest is unknown."""
 
 
 class AgentTimeout(QgactlError):

@@ -28,21 +28,17 @@ Not here: the terminal (raw mode, signals, Ctrl-]): qgactl/commands/shell.py.
 from __future__ import annotations
 
 import json
-import secrets
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from qgactl import xmlgen
 from qgactl.errors import AgentCommandError, QgactlError
+from qgactl.portlink import PluggedPort
 from qgactl.shell_relay import HEADER, MAX_PAYLOAD, STATUS, WINSIZE, split_frames
 
 PORT_PREFIX = "org.qgactl.shell."
-VIR_DOMAIN_AFFECT_LIVE = 1
 LIVENESS_PERIOD = 1.0  # how often guest-exec-status is asked whether the relay still runs
 EXIT_GRACE = 1.0  # the relay exited: its exit frame may still be on the way
 START_DEADLINE = 45.0  # the relay's first frame: python3's start and its port wait, under TCG
@@ -85,38 +81,18 @@ class Session:
     def __init__(self, domain: Any, agent: Any, uri: str) -> None:
         self._domain = domain  # libvirt.virDomain
         self._agent = agent  # qgactl.agent.Agent (for guest-exec)
-        self._uri = uri
-        self.port = PORT_PREFIX + secrets.token_hex(6)
+        self._port = PluggedPort(domain, uri, PORT_PREFIX)
+        self.port = self._port.name
         self.outcome = Outcome()
         self._stream: Any = None
-        self._guard: subprocess.Popen[bytes] | None = None
-        self._plugged = False
         self._pid: int | None = None
         self._send_lock = threading.Lock()
         self._answered = threading.Event()  # the relay's first frame arrived
 
     def start(self, request: Request, on_output: Callable[[bytes], None]) -> None:
-        import libvirt
-
-        from qgactl.transport import libvirt_error
-
-        self._guard = subprocess.Popen(
-            [sys.executable, "-m", "qgactl.shell", self._uri, self._domain.UUIDString(), self.port],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C or hangup of qgactl's terminal must not reach it
-        )
         name = self._domain.name()
-        try:
-            self._domain.attachDeviceFlags(
-                xmlgen.virtio_port_element(self.port), VIR_DOMAIN_AFFECT_LIVE
-            )
-            self._plugged = True
-            self._stream = self._domain.connect().newStream(0)
-            self._domain.openChannel(self.port, self._stream, 0)
-        except libvirt.libvirtError as exc:
-            raise libvirt_error(exc, domain=name) from None
+        self._port.open()
+        self._stream = self._port.stream
         config = {"port": self.port, "user": request.user, "cwd": request.cwd,
                   "argv": request.argv, "env": request.env, "rows": request.rows,
                   "cols": request.cols}  # fmt: skip
@@ -145,22 +121,9 @@ class Session:
 
     def close(self) -> None:
         """Close the stream (the guest relay hangs up), unplug the port, stop the guard."""
-        import libvirt
-
         self._end(SessionLost("session closed"))  # no-op when it has ended already
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            try:
-                stream.abort()
-            except libvirt.libvirtError:  # already closed by the other side
-                pass
-        if self._plugged:
-            unplug(self._domain, self.port)
-            self._plugged = False
-        if self._guard is not None:
-            self._guard.terminate()
-            self._guard.wait()
-            self._guard = None
+        self._stream = None
+        self._port.close()
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -228,31 +191,3 @@ class Session:
                 return
             self.outcome.status, self.outcome.error = status, error
             self.outcome.done.set()
-
-
-def unplug(domain: Any, port: str) -> None:
-    """Remove the session's port from the running domain, if it is still there."""
-    import libvirt
-
-    try:
-        for element in xmlgen.channel_elements(domain.XMLDesc(0), name=port):
-            domain.detachDeviceFlags(element, VIR_DOMAIN_AFFECT_LIVE)
-    except libvirt.libvirtError:
-        pass  # the domain stopped: the port went with it
-
-
-def guard(uri: str, uuid: str, port: str) -> None:
-    """Wait for the qgactl that started us to go (our stdin, its pipe, closes however it
-    went), then unplug its port if it is still there."""
-    sys.stdin.buffer.read()
-    import libvirt
-
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    try:
-        unplug(libvirt.open(uri).lookupByUUIDString(uuid), port)
-    except libvirt.libvirtError:
-        pass
-
-
-if __name__ == "__main__":
-    guard(*sys.argv[1:4])

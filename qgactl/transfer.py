@@ -93,7 +93,7 @@ def download(
     try:
         # The guest file first: a missing source fails before anything exists on the host.
         with guestfile.opened(agent, guest_path, "r") as handle:  # noqa: SIM117 (3.9 syntax)
-            with _host_replacement(target, mode) as sink:
+            with host_replacement(target, mode) as sink:
                 guestfile.read_into(agent, handle, sink, progress)
     except AgentCommandError as exc:
         if "Is a directory" in exc.desc:
@@ -234,7 +234,7 @@ def _helper(agent: Agent, what: str, script: str, *args: str) -> str:
 
 
 @contextlib.contextmanager
-def _host_replacement(target: Path, mode: int | None) -> Iterator[IO[bytes]]:
+def host_replacement(target: Path, mode: int | None) -> Iterator[IO[bytes]]:
     """A temporary file beside ``target``, renamed over it on success, removed otherwise."""
     try:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")

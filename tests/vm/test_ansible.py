@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from lab import ansiblelab, lab
+from qgactl.lane import Lane
 from tests.vm.guestside import Target, make_target
 
 CONNECTIONS = {"qgactl": "qgactl.guest.agent", "community": "community.libvirt.libvirt_qemu"}
@@ -307,3 +309,55 @@ def test_ordinary_modules_on_debian(plugin, debian_domain, conn, collections, tm
     _, out = side.sh("sha256sum /tmp/qgactl-ansible/payload.bin; stat -c %a "
                      "/tmp/qgactl-ansible/payload.bin", 120)  # fmt: skip
     assert out.decode().split()[0::2] == [digest, "640"]
+    if plugin == "qgactl":  # it went through a lane, which stays for the next playbook
+        assert len(_lane_ports(debian_domain)) == 1
+        Lane(debian_domain, debian_domain.uri, persist=0, timeout=10).stop()
+        assert not _lane_ports(debian_domain)
+
+
+def _lane_ports(domain: lab.LabDomain) -> list[str]:
+    """The lane ports in the domain's live XML (virsh, not qgactl)."""
+    xml = subprocess.run(
+        ["virsh", "-c", domain.uri, "dumpxml", domain], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in xml.splitlines() if "<target" in line and "org.qgactl.lane." in line]
+
+
+MIXED_TASKS = """\
+- name: raw everywhere
+  raw: echo hello from $(hostname)
+- name: a module where there is python3
+  command: cat /etc/debian_version
+  when: inventory_hostname == "{debian}"
+"""
+
+
+def test_two_playbooks_at_once_over_two_guests_with_forks(debian_domain, lab_domain, collections,
+                                                         tmp_path):  # fmt: skip
+    """A lane shared by two playbooks on the Debian guest, the agent alone on the busybox one
+    (no python3 there), -f 2 in each playbook."""
+    hosts = {domain: {"ansible_connection": CONNECTIONS["qgactl"],
+                      "ansible_libvirt_uri": domain.uri,
+                      "ansible_python_interpreter": "/usr/bin/python3"}
+             for domain in (debian_domain, lab_domain)}  # fmt: skip
+    inventory = _inventory(tmp_path / "inventory.json", hosts)
+    playbook = _playbook(tmp_path / "mixed.yml", MIXED_TASKS.format(debian=debian_domain))
+    runs: list[ansiblelab.Run] = []
+    threads = [
+        threading.Thread(target=lambda: runs.append(ansiblelab.run_playbook(
+            playbook, inventory, collections, args=("-f", "2"), timeout=600)))
+        for _ in range(2)
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(700)
+    assert len(runs) == 2
+    for run in runs:
+        assert run.code == 0, run.stdout + run.stderr
+        for domain in (debian_domain, lab_domain):
+            assert run.task("raw everywhere", domain)["stdout"].startswith("hello from ")
+        module = run.task("a module where there is python3", debian_domain)
+        assert module["stdout"].startswith("12")
+    assert len(_lane_ports(debian_domain)) == 1 and not _lane_ports(lab_domain)
+    Lane(debian_domain, debian_domain.uri, persist=0, timeout=10).stop()

@@ -1,7 +1,7 @@
 # qgactl.guest.agent: Ansible's way into a libvirt/QEMU guest through its QEMU guest agent.
 # MIT License (see qgactl's pyproject.toml)
-"""The connection plugin: thin over qgactl's Python API (qgactl.connect, Guest.exec,
-Guest.write_file, Guest.copy_out); everything about the agent is qgactl's."""
+"""The connection plugin: thin over qgactl's Python API (qgactl.connect, Guest.lane,
+Guest.exec, Guest.write_file, Guest.copy_out); everything about the guest is qgactl's."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ description:
     guest file), moves files byte-exact and atomically at any size, and bounds every agent call
     by C(timeout) (not a module's own run time).
   - An agent that is down, hung or stops mid-play makes the host UNREACHABLE within C(timeout).
+  - On a libvirt domain whose guest has python3, tasks go through a qgactl lane (like ssh's
+    ControlPersist), a master process on the controller shared by every task and playbook,
+    with a virtio-serial port of its own into the guest and a warm python3 there that runs
+    each pipelined module in a fork (no interpreter start per module) and moves files without
+    base64. It ends C(persist) seconds after its last task, unplugging its port; nothing of it
+    stays in the guest. Without python3 (or with C(persist) 0), the agent does everything.
 author: qgactl authors
 requirements:
   - qgactl (in the Python that runs Ansible on the controller)
@@ -63,6 +69,15 @@ options:
       - name: ANSIBLE_TIMEOUT
     vars:
       - name: ansible_timeout
+  persist:
+    description:
+      - Seconds a lane stays after its last task (0 = no lane, the agent does everything).
+    type: float
+    default: 60
+    env:
+      - name: ANSIBLE_QGACTL_PERSIST
+    vars:
+      - name: ansible_qgactl_persist
   pipelining:
     description:
       - Send modules on the guest command's stdin instead of copying them first (on by
@@ -79,6 +94,8 @@ options:
 """
 
 import os
+import re
+import shlex
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_text
@@ -105,6 +122,32 @@ HOME_FROM_PASSWD = r"""if [ -z "${HOME:-}" ] || [ "$HOME" = / ]; then
     export HOME=${HOME:-/}
 fi
 """
+# Ansible's pipelined module: /bin/sh -c '[VAR=VALUE ...] /usr/bin/python3 && sleep 0'.
+PYTHON = re.compile(r"(/\S*/)?python[0-9.]*")
+ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
+SHELL_SYNTAX = re.compile(r"[$`\\;|&<>(){}*?~'\"\s]")
+
+
+def pipelined_python(cmd):
+    """(interpreter, env) when ``cmd`` only runs a python on its stdin, else None."""
+    try:
+        outer = shlex.split(cmd)
+        if outer[:2] != ["/bin/sh", "-c"] or len(outer) != 3:
+            return None
+        words = shlex.split(outer[2])
+    except ValueError:
+        return None
+    if words[-3:] == ["&&", "sleep", "0"]:
+        words = words[:-3]
+    if not words or not PYTHON.fullmatch(words[-1]) or SHELL_SYNTAX.search(words[-1]):
+        return None
+    env = {}
+    for word in words[:-1]:
+        name, _, value = word.partition("=")
+        if not ASSIGNMENT.fullmatch(word) or SHELL_SYNTAX.search(value):
+            return None
+        env[name] = value
+    return words[-1], env
 
 
 class Connection(ConnectionBase):
@@ -117,6 +160,7 @@ class Connection(ConnectionBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._guest = None
+        self._lane = None
 
     def _connect(self):
         if self._connected:
@@ -138,20 +182,47 @@ class Connection(ConnectionBase):
                 timeout=float(self.get_option("timeout")),
                 transport=self.get_option("transport"),
             )
-            self._guest.ping()
+            self._lane = self._open_lane(socket)
+            if self._lane is None:
+                self._guest.ping()
         except qgactl.QgactlError as exc:
             raise _failure(exc) from None
         self._connected = True
         return self
+
+    def _open_lane(self, socket):
+        """The guest's lane, or None: the agent does everything (a socket, persist 0, a guest
+        without python3, or a lane that can't start: then the agent says why or works)."""
+        persist = float(self.get_option("persist"))
+        if socket or persist <= 0 or self.get_option("transport") == "socket":
+            return None
+        try:
+            return self._guest.lane(persist=persist)
+        except qgactl.QgactlError as exc:
+            display.vvv(f"QGACTL NO LANE: {exc.message}", host=self._play_context.remote_addr)
+            return None
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
         """Run ``cmd`` (a shell command line from Ansible) through the guest's /bin/sh; the
         module's stdin (pipelining) goes through a guest spool file, any size."""
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         display.vvv(f"QGACTL EXEC {cmd}", host=self._play_context.remote_addr)
+        if self._lane is not None:
+            return self._lane_exec(to_text(cmd, errors="surrogate_or_strict"), in_data)
         script = HOME_FROM_PASSWD + to_text(cmd, errors="surrogate_or_strict")
         try:
             result = self._guest.exec(["/bin/sh", "-c", script], stdin=in_data)
+        except qgactl.QgactlError as exc:
+            raise _failure(exc) from None
+        return result.status, result.stdout, result.stderr
+
+    def _lane_exec(self, cmd, in_data):
+        python = pipelined_python(cmd) if in_data else None
+        try:
+            if python:
+                result = self._lane.exec([python[0]], stdin=in_data, env=python[1], python=True)
+            else:
+                result = self._lane.exec(["/bin/sh", "-c", cmd], stdin=in_data)
         except qgactl.QgactlError as exc:
             raise _failure(exc) from None
         return result.status, result.stdout, result.stderr
@@ -165,7 +236,7 @@ class Connection(ConnectionBase):
             raise AnsibleFileNotFound(f"file or module does not exist: {in_path}")
         try:
             with open(local, "rb") as source:
-                self._guest.write_file(out_path, source, mode=0o600)
+                (self._lane or self._guest).write_file(out_path, source, mode=0o600)
         except qgactl.QgactlError as exc:
             raise _failure(exc, f"put {in_path} to {out_path}") from None
 
@@ -174,7 +245,7 @@ class Connection(ConnectionBase):
         super().fetch_file(in_path, out_path)
         display.vvv(f"QGACTL FETCH {in_path} TO {out_path}", host=self._play_context.remote_addr)
         try:
-            self._guest.copy_out(in_path, out_path)
+            (self._lane or self._guest).copy_out(in_path, out_path)
         except qgactl.QgactlError as exc:
             raise _failure(exc, f"fetch {in_path} to {out_path}") from None
 
@@ -182,6 +253,7 @@ class Connection(ConnectionBase):
         self.close()
 
     def close(self):
+        self._lane = None  # its master stays for the next task
         if self._guest is not None:
             guest, self._guest = self._guest, None
             guest.close()
