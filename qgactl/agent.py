@@ -28,8 +28,6 @@ if TYPE_CHECKING:
         CpuStats,
         Disk,
         DiskStats,
-        ExecStatus,
-        FileChunk,
         Filesystem,
         GuestTime,
         HostName,
@@ -43,6 +41,7 @@ if TYPE_CHECKING:
         User,
         Vcpu,
     )
+    from qgactl.replies import ExecStatus, FileChunk
 
 # Commands with "success-response": false in qga/qapi-schema.json: no reply when they work.
 NO_SUCCESS_RESPONSE = frozenset(
@@ -359,7 +358,7 @@ class Agent:
 
     def exec_status(self, pid: int, *, timeout: float | None = None) -> ExecStatus:
         """The process's state; once it says exited, qemu-ga has forgotten the process."""
-        from qgactl.models import ExecStatus
+        from qgactl.replies import ExecStatus
 
         return ExecStatus.from_reply(self.call("guest-exec-status", {"pid": pid}, timeout=timeout))
 
@@ -370,7 +369,7 @@ class Agent:
         return self._count("guest-file-open", handle)
 
     def file_read(self, handle: int, count: int) -> FileChunk:
-        from qgactl.models import FileChunk
+        from qgactl.replies import FileChunk
 
         reply = self.call("guest-file-read", {"handle": handle, "count": count})
         return FileChunk.from_reply(reply, count)

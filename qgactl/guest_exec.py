@@ -12,9 +12,10 @@ result. So on guests with a POSIX shell (``wrapped`` mode) the output goes to sp
    --user and that the command exists (a refusal is one marked line on its stderr), then runs
    the command with stdout and stderr in two spool files of a root-only directory
    (SPOOL_DIR) and stdin from /dev/null or a third (-i, written by qgactl first).
-2. guest-exec-status is polled with a backoff from 1 ms up to POLL_CAP. A command still
-   running after LIVE_AFTER is streamed: qgactl opens the spool files by name and reads what
-   is there on every poll, at once again while a read fills a whole chunk.
+2. guest-exec-status is polled with a backoff from 2 ms up to POLL_CAP, each pause
+   POLL_SHARE of the time run so far. A command still running after LIVE_AFTER is streamed:
+   qgactl opens the spool files by name and reads what is there on every poll, at once again
+   while a read fills a whole chunk.
 3. At its end the wrapper hands output of at most SMALL_OUTPUT bytes back through its own
    captured stdout and stderr (one reply, well under the libvirt cliffs) and removes the
    spool files: a short command costs guest-exec and a few status polls, nothing else (the
@@ -55,12 +56,17 @@ from qgactl.errors import (
 if TYPE_CHECKING:
     from qgactl.agent import Agent
     from qgactl.guestfile import Sink
-    from qgactl.models import ExecStatus
+    from qgactl.replies import ExecStatus
 
 SPOOL_DIR = "/run/qgactl"  # made 0700 on first use; only root can create names in /run
-POLL_FIRST = 0.001
+POLL_FIRST = 0.002
+# Each pause is this share of the time the command has run so far, so a short command is seen
+# to end soon after it does (within a quarter of its run time; a pause growing 1.5x a poll
+# could be half of it: a 0.2 s command seen ~65 ms late), for ~10 more polls in its first
+# half second.
+POLL_SHARE = 0.25
 POLL_CAP = 0.1  # ten status calls a second at most for a long-running command
-POLL_GROWTH = 1.5  # gentle: a short command is seen to end soon after it does
+POLL_GROWTH = 1.5  # a streamed command's pause, after its output stops
 LIVE_AFTER = 0.5  # a command running longer is streamed; a shorter one costs no file call
 LIVE_CAP = 0.25  # a quiet streamed command: a status and two reads four times a second
 SMALL_OUTPUT = 1024 * 1024  # handed back in the status reply: 1.4 MB of base64, under 4 MiB
@@ -262,7 +268,7 @@ class _Runner:
         timeout_run, cancelled = job.timeout_run, job.cancelled
         started = time.monotonic()
         deadline = None if timeout_run is None else started + timeout_run
-        pause, cap = POLL_FIRST, POLL_CAP
+        pause = POLL_FIRST
         while True:
             status = self._status(pid)
             if status.exited:
@@ -271,15 +277,17 @@ class _Runner:
             timed_out = deadline is not None and time.monotonic() >= deadline
             if signum is not None or timed_out:
                 return self._kill(pid), timed_out, signum
-            if live is not None and time.monotonic() - started >= LIVE_AFTER:
-                cap = LIVE_CAP
+            elapsed = time.monotonic() - started
+            if live is not None and elapsed >= LIVE_AFTER:
                 if live():
                     pause = POLL_FIRST
                     continue
+                pause = min(pause * POLL_GROWTH, LIVE_CAP)
+            else:
+                pause = min(max(POLL_FIRST, elapsed * POLL_SHARE), POLL_CAP)
             time.sleep(
                 pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             )
-            pause = min(pause * POLL_GROWTH, cap)
 
     def _status(self, pid: int) -> ExecStatus:
         """guest-exec-status, retried once after a timeout: it is idempotent until it reports

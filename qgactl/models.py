@@ -17,26 +17,15 @@ class costs ~0.05 ms to create where a frozen dataclass costs ~0.3 ms (nine of t
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Callable, NamedTuple, TypeVar
 
-from qgactl.errors import ProtocolError
-
-
-def _check(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    """Return ``value`` if it has the type the schema promises, else raise ProtocolError."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise ProtocolError(
-            f"unexpected reply from the agent: {what} is {type(value).__name__}",
-            hint="the guest agent is misbehaving or is not qemu-ga",
-        )
-    return value
-
+from qgactl.replies import ExecStatus as ExecStatus  # every model is here too
+from qgactl.replies import FileChunk as FileChunk
+from qgactl.replies import check as _check
+from qgactl.replies import optional as _optional
 
 T = TypeVar("T")
 NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
@@ -108,12 +97,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     return value
-
-
-def _optional(reply: dict[str, Any], key: str, kind: type, what: str) -> Any:
-    """An optional member ("*name" in the schema): None when absent, else checked."""
-    value = reply.get(key)
-    return None if value is None else _check(value, kind, f"{what}.{key}")
 
 
 def _list_of(reply: Any, what: str, build: Any) -> tuple[Any, ...]:
@@ -378,70 +361,6 @@ class TrimResult(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         return _json_of(self)
-
-
-# -- exec and files: guest-exec-status, guest-file-read (qga/qapi-schema.json) -------------------
-
-
-def _base64(reply: dict[str, Any], key: str, what: str) -> bytes:
-    """An optional base64 member ("out-data", "buf-b64") decoded; a bad encoding is the guest's
-    fault, not ours."""
-    text = _optional(reply, key, str, what)
-    if text is None:
-        return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError(
-            f"unexpected reply from the agent: {what}.{key} is not base64"
-        ) from None
-
-
-class ExecStatus(NamedTuple):
-    """guest-exec-status: running, or exited with a code or a signal (and captured output when
-    guest-exec asked for it, at most 16 MiB a stream in qemu-ga)."""
-
-    exited: bool
-    exit_code: int | None
-    signal: int | None
-    out_data: bytes
-    err_data: bytes
-    out_truncated: bool
-    err_truncated: bool
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> ExecStatus:
-        what = "guest-exec-status"
-        _check(reply, dict, what)
-        return cls(
-            exited=_check(reply.get("exited"), bool, f"{what}.exited"),
-            exit_code=_optional(reply, "exitcode", int, what),
-            signal=_optional(reply, "signal", int, what),
-            out_data=_base64(reply, "out-data", what),
-            err_data=_base64(reply, "err-data", what),
-            out_truncated=bool(_optional(reply, "out-truncated", bool, what)),
-            err_truncated=bool(_optional(reply, "err-truncated", bool, what)),
-        )
-
-
-class FileChunk(NamedTuple):
-    """guest-file-read: the bytes read and whether the end of the file was reached."""
-
-    data: bytes
-    eof: bool
-
-    @classmethod
-    def from_reply(cls, reply: Any, asked: int) -> FileChunk:
-        what = "guest-file-read"
-        _check(reply, dict, what)
-        data = _base64(reply, "buf-b64", what)
-        count = _check(reply.get("count"), int, f"{what}.count")
-        if count != len(data) or count > asked:
-            raise ProtocolError(
-                f"unexpected reply from the agent: {what} says {count} bytes, sent {len(data)} "
-                f"(asked for at most {asked})"
-            )
-        return cls(data, _check(reply.get("eof"), bool, f"{what}.eof"))
 
 
 # -- the guest's state: host name, users, time, network, vCPUs, memory, load, statistics -----
