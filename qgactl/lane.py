@@ -468,7 +468,7 @@ def master_main(uri: str, domain: str, path: str, persist: float, timeout: float
     "ok" or, as JSON, why not."""
     from qgactl.connector import Connector
     from qgactl.errors import AgentCommandError
-    from qgactl.portlink import PluggedPort
+    from qgactl.portlink import PluggedPort, guest_source
 
     report: dict[str, Any] = {}  # why the lane did not start, said once all is cleaned up
 
@@ -488,7 +488,7 @@ def master_main(uri: str, domain: str, path: str, persist: float, timeout: float
         master = Master(port, persist)
         threading.Thread(target=master.read_guest, daemon=True).start()
         try:
-            pid = agent.exec_start("python3", ["-c", GUEST_SOURCE.read_text(), port.name])
+            pid = agent.exec_start("python3", ["-c", guest_source(GUEST_SOURCE), port.name])
         except AgentCommandError as exc:
             if "No such file" in exc.desc:
                 return fail(f"{domain} has no python3 for a lane", refused=True)

@@ -42,11 +42,13 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple  # noqa: F401 (type comments)
 
+if __name__ != "__main__":  # on the host; in the guest portlink.guest_source sent it ahead
+    from qgactl.guest_port import open_port
+
 HEADER = struct.Struct("!cII")
 CHUNK = 256 * 1024  # a frame's payload at most
 READ = 64 * 1024  # below malloc's mmap threshold: a bigger os.read maps and unmaps a buffer per
 # call, and a virtio port returns ~4 KiB per read: 16 MiB in took 11 s instead of 2 under TCG
-PORT_WAIT = 15.0  # the hot-plugged port's device, and the master's end of it
 HEARTBEAT = 1.0
 # Imported once here, so that a forked run finds them loaded (what Ansible's modules use).
 WARM = [
@@ -182,29 +184,6 @@ class Port:
 
     def end(self, channel: int, **outcome: Any) -> None:
         self.send(b"x", channel, json.dumps(outcome).encode())
-
-
-def open_port(name: str) -> int:
-    """The port's /dev node (no udev needed), once the kernel has it and the host is connected.
-    (As shell_relay.open_port: each guest script travels alone, as ``python3 -c SOURCE``.)"""
-    deadline = time.monotonic() + PORT_WAIT
-    while time.monotonic() < deadline:
-        for entry in os.listdir("/sys/class/virtio-ports"):
-            try:
-                with open(f"/sys/class/virtio-ports/{entry}/name") as f:
-                    found = f.read().strip() == name
-            except OSError:
-                found = False
-            if found and os.path.exists("/dev/" + entry):
-                fd = os.open("/dev/" + entry, os.O_RDWR | os.O_NOCTTY)
-                poller = select.poll()
-                poller.register(fd, select.POLLIN)
-                while time.monotonic() < deadline:  # POLLHUP until the host end is open
-                    if not any(ev & select.POLLHUP for _, ev in poller.poll(0)):
-                        return fd
-                    time.sleep(0.02)
-        time.sleep(0.02)
-    sys.exit(1)
 
 
 class Request:

@@ -18,11 +18,19 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from qgactl import xmlgen
 
 VIR_DOMAIN_AFFECT_LIVE = 1
+GUEST_PORT_SOURCE = Path(__file__).with_name("guest_port.py")
+
+
+def guest_source(script: Path) -> str:
+    """A guest script's source for ``python3 -c``, with guest_port.py's ahead of it (the
+    script imports open_port from there on the host; in the guest it is already defined)."""
+    return GUEST_PORT_SOURCE.read_text() + "\n" + script.read_text()
 
 
 class PluggedPort:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from qgactl.errors import AgentCommandError, QgactlError
-from qgactl.portlink import PluggedPort
+from qgactl.portlink import PluggedPort, guest_source
 from qgactl.shell_relay import HEADER, MAX_PAYLOAD, STATUS, WINSIZE, split_frames
 
 PORT_PREFIX = "org.qgactl.shell."
@@ -98,7 +98,7 @@ class Session:
                   "cols": request.cols}  # fmt: skip
         try:
             self._pid = self._agent.exec_start(
-                "python3", ["-c", RELAY_SOURCE.read_text(), json.dumps(config)]
+                "python3", ["-c", guest_source(RELAY_SOURCE), json.dumps(config)]
             )
         except AgentCommandError as exc:
             if "No such file" in exc.desc:

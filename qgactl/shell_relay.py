@@ -31,11 +31,13 @@ import termios
 import time
 from typing import Any, Dict, List, Tuple
 
+if __name__ != "__main__":  # on the host; in the guest portlink.guest_source sent it ahead
+    from qgactl.guest_port import open_port
+
 HEADER = struct.Struct("!cH")
 WINSIZE = struct.Struct("!HH")
 STATUS = struct.Struct("!i")
 MAX_PAYLOAD = 0xFFFF
-PORT_WAIT = 15.0  # the hot-plugged port's device, and qgactl's end of it
 HANGUP_GRACE = 1.0  # SIGHUP, then SIGKILL for what is still in the session
 PATH_ROOT = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PATH_USER = "/usr/local/bin:/usr/bin:/bin"
@@ -59,30 +61,6 @@ def split_frames(buffered: bytes) -> Tuple[List[Tuple[bytes, bytes]], bytes]:
         frames.append((kind, buffered[HEADER.size : HEADER.size + size]))
         buffered = buffered[HEADER.size + size :]
     return frames, buffered
-
-
-def open_port(name: str) -> int:
-    """The port's /dev node (no udev needed), once the kernel has it and qgactl is connected."""
-    deadline = time.monotonic() + PORT_WAIT
-    while True:
-        for entry in os.listdir("/sys/class/virtio-ports"):
-            try:
-                with open(f"/sys/class/virtio-ports/{entry}/name") as f:
-                    found = f.read().strip() == name
-            except OSError:
-                found = False
-            if found and os.path.exists("/dev/" + entry):
-                port = os.open("/dev/" + entry, os.O_RDWR | os.O_NOCTTY)
-                poller = select.poll()
-                poller.register(port, select.POLLIN)
-                while time.monotonic() < deadline:  # POLLHUP until the host end is open
-                    if not any(ev & select.POLLHUP for _, ev in poller.poll(0)):
-                        return port
-                    time.sleep(0.02)
-                sys.exit(1)
-        if time.monotonic() > deadline:
-            sys.exit(1)
-        time.sleep(0.02)
 
 
 def guest_locale(env: Dict[str, str]) -> Dict[str, str]:
