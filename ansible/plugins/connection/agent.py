@@ -207,25 +207,22 @@ class Connection(ConnectionBase):
         module's stdin (pipelining) goes through a guest spool file, any size."""
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         display.vvv(f"QGACTL EXEC {cmd}", host=self._play_context.remote_addr)
-        if self._lane is not None:
-            return self._lane_exec(to_text(cmd, errors="surrogate_or_strict"), in_data)
-        script = HOME_FROM_PASSWD + to_text(cmd, errors="surrogate_or_strict")
         try:
-            result = self._guest.exec(["/bin/sh", "-c", script], stdin=in_data)
+            result = self._run(to_text(cmd, errors="surrogate_or_strict"), in_data)
         except qgactl.QgactlError as exc:
             raise _failure(exc) from None
         return result.status, result.stdout, result.stderr
 
-    def _lane_exec(self, cmd, in_data):
+    def _run(self, cmd, in_data):
+        """Through the lane (a pipelined module in a fork of its warm python3, anything else
+        through /bin/sh), else through the agent."""
+        if self._lane is None:
+            return self._guest.exec(["/bin/sh", "-c", HOME_FROM_PASSWD + cmd], stdin=in_data)
         python = pipelined_python(cmd) if in_data else None
-        try:
-            if python:
-                result = self._lane.exec([python[0]], stdin=in_data, env=python[1], python=True)
-            else:
-                result = self._lane.exec(["/bin/sh", "-c", cmd], stdin=in_data)
-        except qgactl.QgactlError as exc:
-            raise _failure(exc) from None
-        return result.status, result.stdout, result.stderr
+        if python:
+            interpreter, env = python
+            return self._lane.exec([interpreter], stdin=in_data, env=env, python=True)
+        return self._lane.exec(["/bin/sh", "-c", cmd], stdin=in_data)
 
     def put_file(self, in_path, out_path):
         """Host file -> guest file, written beside it and renamed into place when complete."""
