@@ -110,7 +110,8 @@ def exec_(
     it never passes libvirt's reply limits. --cwd and --user (a name or a uid; through the
     guest's runuser, else su) work on POSIX guests. Windows guests (no /bin/sh) use the
     agent's own capture: output at the end, 16 MiB a stream, stdin up to 160 KiB. CMD's own
-    options need the "--" before CMD.
+    options need the "--" before CMD. A kill (Ctrl-C, SIGTERM, --timeout-run) reaches CMD and
+    every process it started, found by QGACTL_EXEC_ID in their environment.
 
     Several targets (a 'glob*', --all, several --socket or -c): CMD runs on all of them at
     once; each line of output is prefixed with its target as it comes (-g: each target's

@@ -113,15 +113,20 @@ def test_json_has_the_fields_and_base64_for_bytes_that_are_not_utf8(target: Targ
 
 
 @BOTH
-def test_timeout_run_kills_the_command_and_its_children(target: Target) -> None:
+def test_timeout_run_kills_the_command_and_all_it_started(target: Target) -> None:
+    """Also what a process group kill would miss: an orphan, a process in a session of its
+    own, and one that ignores SIGTERM (it outlives the command's own shell)."""
     started = time.monotonic()
-    code, _, stderr = target.run(
-        "exec", "--timeout-run", "1", "-s", "--", "sleep 300 | cat # qgactl-probe"
+    script = (
+        "sleep 300 | cat & (sleep 302 &); setsid sleep 303 & "
+        "sh -c 'trap \"\" TERM; sleep 304' # qgactl-probe"
     )
+    code, _, stderr = target.run("exec", "--timeout-run", "2", "-s", "--", script)
     assert code == 124, stderr
     assert time.monotonic() - started < 15
     processes = target.processes()
-    assert "sleep 300" not in processes and "qgactl-probe" not in processes
+    for left in ("sleep 300", "sleep 302", "sleep 303", "sleep 304", "qgactl-probe"):
+        assert left not in processes, processes
 
 
 @BOTH

@@ -143,11 +143,11 @@ def test_a_missing_directory_or_user_is_one_line_and_125(
 def test_a_missing_or_unexecutable_command_names_it_not_the_wrapper(target: Target) -> None:
     code, _, stderr = target.run("exec", "--", "/no/such")
     assert code == 127
-    assert b"/no/such" in stderr and b"setsid" not in stderr
+    assert b"/no/such" in stderr and b"/bin/sh" not in stderr
     code, _, stderr = target.run("exec", "--", "nosuchcommand")
     assert code == 127 and b"nosuchcommand" in stderr
     code, _, stderr = target.run("exec", "--", "/etc/os-release")
-    assert code == 126 and b"/etc/os-release" in stderr and b"setsid" not in stderr
+    assert code == 126 and b"/etc/os-release" in stderr and b"/bin/sh" not in stderr
 
 
 @LIBVIRT
