@@ -16,9 +16,11 @@ from qgactl.transport import libvirt_error
 from qgactl.wire import DEFAULT_CHANNEL
 
 if TYPE_CHECKING:
+    from qgactl import virtrpc
     from qgactl.xmlgen import Channel
 
 DEFAULT_URI = "qemu:///system"
+RPC_TIMEOUT = 30.0  # virtrpc's open and lookups; an agent command waits as libvirtd says
 
 # virDomainState, as virsh names them.
 STATES = {
@@ -125,11 +127,15 @@ class DomainInfo(NamedTuple):
 
 
 class Libvirt:
-    """One libvirt connection, opened lazily, read-only unless a command changes XML."""
+    """One host's libvirt, connected lazily: through qgactl's own client of libvirtd's RPC
+    where it can (virtrpc: lookups and agent commands, without importing libvirt-python),
+    else, and for everything else, through libvirt-python."""
 
     def __init__(self, uri: str | None = None) -> None:
         self.uri = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
         self._conn: Any = None
+        self._rpc: virtrpc.Client | None = None
+        self._rpc_tried = False
 
     @property
     def is_remote(self) -> bool:
@@ -152,7 +158,33 @@ class Libvirt:
                 raise libvirt_error(exc).with_context(uri=self.uri) from None
         return self._conn
 
+    @property
+    def rpc(self) -> virtrpc.Client | None:
+        """The virtrpc client of this host, or None where libvirt-python must do it."""
+        if not self._rpc_tried:
+            from qgactl import virtrpc
+
+            self._rpc_tried = True
+            self._rpc = virtrpc.connect(self.uri, RPC_TIMEOUT, self._by_uuid)
+        return self._rpc
+
+    def open(self) -> None:
+        """Connect now, so that a host that is down fails here."""
+        if self.rpc is None:
+            self.conn  # noqa: B018
+
+    def _by_uuid(self, uuid: bytes) -> Any:
+        import libvirt
+
+        try:
+            return self.conn.lookupByUUID(uuid)
+        except libvirt.libvirtError as exc:
+            raise libvirt_error(exc).with_context(uri=self.uri) from None
+
     def close(self) -> None:
+        if self._rpc is not None:
+            self._rpc.close()
+            self._rpc, self._rpc_tried = None, False
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
@@ -162,9 +194,14 @@ class Libvirt:
 
     def lookup(self, name: str) -> Any:
         """Resolve DOMAIN as virsh does: an ID, then a UUID, then a name."""
-        import libvirt
+        from qgactl import virtrpc
 
-        conn = self.conn
+        conn: Any = self.rpc
+        errors: type[Exception] = virtrpc.RpcError
+        if conn is None:
+            import libvirt
+
+            conn, errors = self.conn, libvirt.libvirtError
         attempts: list[Any] = []
         if name.isdigit():
             attempts.append(lambda: conn.lookupByID(int(name)))
@@ -174,7 +211,7 @@ class Libvirt:
         for attempt in attempts:
             try:
                 return attempt()
-            except libvirt.libvirtError as exc:
+            except errors as exc:
                 error = libvirt_error(exc, domain=name)
                 if not isinstance(error, NotFound):
                     raise error from None

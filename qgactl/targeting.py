@@ -100,7 +100,7 @@ def _resolve_host(
 ) -> None:
     try:
         host = app.host(uri)
-        host.conn  # noqa: B018 (open it here, in this host's own thread)
+        host.open()  # here, in this host's own thread
         targets: list[Target] = []
         if all_domains:
             targets = [Target(name, uri, domain=name) for name in _with_agent(host)]

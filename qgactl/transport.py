@@ -11,6 +11,7 @@ Not here: finding domains or reading their XML (discover.py), what commands mean
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -83,18 +84,29 @@ class LibvirtTransport:
                 hint="libvirt synchronises by itself, and sending it breaks the domain's agent "
                 "inside libvirtd; use --socket or a dedicated channel for it",
             )
-        import libvirt
-        import libvirt_qemu
+        from qgactl import virtrpc
 
+        # libvirt takes whole seconds; it also runs its own guest-sync first (up to 5 s),
+        # which our timeout cannot bound.
+        seconds = max(1, math.ceil(timeout))
+        if isinstance(self.domain, virtrpc.Domain):
+            errors: type[Exception] = virtrpc.RpcError
+            call: Callable[[], str | None] = functools.partial(
+                self.domain.agent_command, request.decode(), seconds
+            )
+        else:
+            import libvirt
+            import libvirt_qemu
+
+            errors = libvirt.libvirtError
+            call = functools.partial(
+                libvirt_qemu.qemuAgentCommand, self.domain, request.decode(), seconds, 0
+            )
         if self._trace:
             self._trace("-->", request)
         try:
-            # libvirt takes whole seconds; it also runs its own guest-sync first (up to 5 s),
-            # which our timeout cannot bound.
-            text = libvirt_qemu.qemuAgentCommand(
-                self.domain, request.decode(), max(1, math.ceil(timeout)), 0
-            )
-        except libvirt.libvirtError as exc:
+            text = call()
+        except errors as exc:
             error = libvirt_error(exc, domain=self.target, command=command)
             if not expect_reply and (isinstance(error, AgentTimeout) or error.data.get("gone")):
                 # success-response false: silence, or the agent going away (the guest powered

@@ -7,9 +7,27 @@ import json
 import socket
 import time
 
+import pytest
+
 
 def by_name(run, name):
     return next(d for d in run.json() if d["name"] == name)
+
+
+# The same libvirtd through qgactl's own RPC client (qgactl/virtrpc.py: the local
+# qemu:///system) and through libvirt-python (any other URI, here the same socket named).
+LIBVIRT_PYTHON = ("-c", "qemu:///system?socket=/run/libvirt/libvirt-sock")
+CLIENTS = pytest.mark.parametrize("via", [(), LIBVIRT_PYTHON], ids=["virtrpc", "libvirt-python"])
+
+
+def test_the_local_system_uri_is_reached_without_importing_libvirt_python(qgactl, lab_domain):
+    def imports(*via):
+        run = qgactl(*via, "-o", "json", "ping", lab_domain, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        assert run.code == 0 and run.json()[0]["ok"], run.stderr
+        return {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
+
+    assert "libvirt" not in imports()
+    assert "libvirt" in imports(*LIBVIRT_PYTHON)
 
 
 # -- discovery -------------------------------------------------------------------------------
@@ -38,10 +56,11 @@ def test_domains_table(qgactl, lab_domain):
     assert "running" in row and "connected" in row and "libvirt" in row
 
 
-def test_lookup_by_uuid_and_id(qgactl, lab_domain):
-    [info] = [d for d in qgactl("-o", "json", "domains").json() if d["name"] == lab_domain]
+@CLIENTS
+def test_lookup_by_uuid_and_id(qgactl, via, lab_domain):
+    [info] = [d for d in qgactl(*via, "-o", "json", "domains").json() if d["name"] == lab_domain]
     for key in (info["uuid"], str(info["id"])):
-        run = qgactl("-o", "json", "--transport", "libvirt", "ping", key)
+        run = qgactl(*via, "-o", "json", "--transport", "libvirt", "ping", key)
         assert run.code == 0, run.stderr
         assert run.json()[0]["target"] == key
 
@@ -69,8 +88,9 @@ def test_ping_info_osinfo_raw_through_libvirt(qgactl, lab_domain):
     assert json.loads(run.stdout) == {"return": {"host-name": "qgactl-lab"}}
 
 
-def test_agent_error_through_libvirt_is_exit_6(qgactl, lab_domain):
-    run = qgactl("--transport", "libvirt", "raw", lab_domain, "guest-no-such-command")
+@CLIENTS
+def test_agent_error_through_libvirt_is_exit_6(qgactl, via, lab_domain):
+    run = qgactl(*via, "--transport", "libvirt", "raw", lab_domain, "guest-no-such-command")
     assert run.code == 6
     [line] = run.stderr.splitlines()
     assert "guest-no-such-command" in line and "has not been found" in line
@@ -113,35 +133,40 @@ def test_ping_several_domains_concurrently(
 # -- every error case, for real -------------------------------------------------------------
 
 
-def test_no_such_domain(qgactl, libvirt_ready):
-    run = qgactl("ping", "qgactl-test-does-not-exist")
+@CLIENTS
+def test_no_such_domain(qgactl, via, libvirt_ready):
+    run = qgactl(*via, "ping", "qgactl-test-does-not-exist")
     assert run.code == 3
     [line] = run.stderr.splitlines()
     assert "not found" in line and "qgactl domains" in line
 
 
-def test_domain_off(qgactl, domain_off):
-    run = qgactl("info", domain_off)
+@CLIENTS
+def test_domain_off(qgactl, via, domain_off):
+    run = qgactl(*via, "info", domain_off)
     assert run.code == 4
     [line] = run.stderr.splitlines()
     assert "not running" in line and "virsh start" in line
 
 
-def test_domain_off_through_libvirt_transport_too(qgactl, domain_off):
-    run = qgactl("--transport", "libvirt", "ping", domain_off)
+@CLIENTS
+def test_domain_off_through_libvirt_transport_too(qgactl, via, domain_off):
+    run = qgactl(*via, "--transport", "libvirt", "ping", domain_off)
     assert run.code == 4 and "virsh start" in run.stderr
 
 
-def test_no_channel(qgactl, domain_no_channel):
-    run = qgactl("ping", domain_no_channel)
+@CLIENTS
+def test_no_channel(qgactl, via, domain_no_channel):
+    run = qgactl(*via, "ping", domain_no_channel)
     assert run.code == 4
     [line] = run.stderr.splitlines()
     assert "no guest agent channel" in line and f"qgactl add-channel {domain_no_channel}" in line
 
 
-def test_channel_but_agent_not_started(qgactl, domain_agent_not_started):
+@CLIENTS
+def test_channel_but_agent_not_started(qgactl, via, domain_agent_not_started):
     domain_agent_not_started.wait_console()
-    run = qgactl("ping", domain_agent_not_started)
+    run = qgactl(*via, "ping", domain_agent_not_started)
     assert run.code == 4
     [line] = run.stderr.splitlines()
     assert "not connected" in line and "qemu-guest-agent" in line and "--wait" in line
@@ -154,19 +179,20 @@ def test_ping_wait_gives_up_after_the_wait(qgactl, domain_agent_not_started):
     assert 2.5 < time.monotonic() - started < 15
 
 
-def test_agent_timeout_through_libvirt(qgactl, lab_domain):
+@CLIENTS
+def test_agent_timeout_through_libvirt(qgactl, via, lab_domain):
     """A guest command made slow on purpose (the lab's hwclock sleeps) times out: exit 5."""
     direct = ("--socket", str(lab_domain.dedicated_socket))
     write_file(qgactl, direct, "/run/qgactl-slow-hwclock", b"4\n")
     try:
-        run = qgactl("--transport", "libvirt", "-t", "1", "raw", lab_domain, "guest-set-time")
+        run = qgactl(*via, "--transport", "libvirt", "-t", "1", "raw", lab_domain, "guest-set-time")
         assert run.code == 5, run.stderr
         [line] = run.stderr.splitlines()
         assert "no answer" in line and "hint:" in line
     finally:
         delete_file(qgactl, direct, "/run/qgactl-slow-hwclock")
     # libvirt recovers by itself (it re-syncs); --wait rides over that
-    run = qgactl("--transport", "libvirt", "-t", "5", "ping", "--wait", "30", lab_domain)
+    run = qgactl(*via, "--transport", "libvirt", "-t", "5", "ping", "--wait", "30", lab_domain)
     assert run.code == 0, run.stderr
 
 
