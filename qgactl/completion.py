@@ -112,15 +112,21 @@ def _domain_names(ctx: Any, incomplete: str, *, running: bool) -> list[str]:
         return []  # --socket names the agent: commands take no DOMAIN
 
     def lookup() -> list[str]:
-        import libvirt
-
         from qgactl.discover import Libvirt
+
+        flags = 1 if running else 0  # VIR_CONNECT_LIST_DOMAINS_ACTIVE
+        host = Libvirt(_first(_root_params(ctx).get("connect")))
+        try:
+            if host.rpc is not None:  # root on the local system: no libvirt-python to import
+                return [domain.name() for domain in host.rpc.listAllDomains(flags)]
+        finally:
+            host.close()
+        import libvirt
 
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         # Read-only: enough to list, and allowed for users who may not manage domains.
-        conn = libvirt.openReadOnly(Libvirt(_first(_root_params(ctx).get("connect"))).uri)
+        conn = libvirt.openReadOnly(host.uri)
         try:
-            flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if running else 0
             return [domain.name() for domain in conn.listAllDomains(flags)]
         finally:
             conn.close()

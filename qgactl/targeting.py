@@ -108,7 +108,7 @@ def _resolve_host(
             if not is_glob(word):
                 targets.append(Target(word, uri, domain=word))
                 continue
-            names = [d.name() for d in host.conn.listAllDomains(0)]
+            names = [d.name() for d in (host.rpc or host.conn).listAllDomains(0)]
             matched = sorted(name for name in names if fnmatch.fnmatchcase(name, word))
             if not matched:
                 error = NotFound(f"no domain on {host.uri} matches {word!r}", domain=word)

@@ -37,6 +37,7 @@ PROC_LOOKUP_BY_ID = 22
 PROC_LOOKUP_BY_NAME = 23
 PROC_LOOKUP_BY_UUID = 24
 PROC_AUTH_LIST = 66
+PROC_LIST_ALL_DOMAINS = 273
 QEMU_PROC_AGENT_COMMAND = 3
 KEEPALIVE_PING, KEEPALIVE_PONG = 1, 2
 CALL, REPLY, MESSAGE = 0, 1, 2
@@ -116,7 +117,7 @@ class Client:
                 connection.close()
             raise
 
-    # The lookups by libvirt-python's names: discover.Libvirt.lookup calls either.
+    # libvirt-python's names: discover.Libvirt, targeting and completion call either.
     def lookupByID(self, domain_id: int) -> Domain:
         return self._lookup(PROC_LOOKUP_BY_ID, _int(domain_id))
 
@@ -126,8 +127,18 @@ class Client:
     def lookupByName(self, name: str) -> Domain:
         return self._lookup(PROC_LOOKUP_BY_NAME, _string(name))
 
+    def listAllDomains(self, flags: int = 0) -> list[Domain]:
+        need_results = _int(1)
+        reply = self.call(
+            REMOTE_PROGRAM, PROC_LIST_ALL_DOMAINS, need_results + _int(flags), self.timeout
+        )
+        return [self._domain(reply) for _ in range(reply.number())]
+
     def _lookup(self, procedure: int, arguments: bytes) -> Domain:
-        reply = self.call(REMOTE_PROGRAM, procedure, arguments, self.timeout)
+        return self._domain(self.call(REMOTE_PROGRAM, procedure, arguments, self.timeout))
+
+    def _domain(self, reply: _Reader) -> Domain:
+        """A remote_nonnull_domain out of a reply."""
         name, uuid, domain_id = reply.string(), reply.opaque(16), reply.number()
         return Domain(self, name, uuid, domain_id)
 

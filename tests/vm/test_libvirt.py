@@ -65,6 +65,13 @@ def test_lookup_by_uuid_and_id(qgactl, via, lab_domain):
         assert run.json()[0]["target"] == key
 
 
+@CLIENTS
+def test_a_glob_is_matched_against_the_hosts_domains(qgactl, via, lab_domain):
+    run = qgactl(*via, "-o", "json", "ping", f"{lab_domain}*")
+    assert run.code == 0, run.stderr
+    assert {row["target"]: row["ok"] for row in run.json()}.get(lab_domain) is True
+
+
 # -- the agent through libvirt -------------------------------------------------------------
 
 
