@@ -19,6 +19,7 @@ No click, no printing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -115,6 +116,8 @@ class Client:
             if exc.code == VIR_ERR_RPC:  # the connection is broken: the next call opens anew
                 self._local.connection = None
                 connection.close()
+                with self._lock, contextlib.suppress(ValueError):  # close() may have it
+                    self._all.remove(connection)
             raise
 
     # libvirt-python's names: discover.Libvirt, targeting and completion call either.
@@ -275,8 +278,7 @@ class _Reader:
         self.at = 0
 
     def number(self) -> int:
-        (value,) = struct.unpack_from(">i", self.data, self.at)
-        self.at += 4
+        (value,) = struct.unpack(">i", self.opaque(4))
         return int(value)
 
     def opaque(self, size: int) -> bytes:
