@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.run import PYTHON, QGACTL, compare3, lab_domains, timed
+from bench.run import PYTHON, QGACTL, compare, compare3, lab_domains, timed
+from qgactl.guest_exec import SMALL_OUTPUT, WRAPPER
 
 LIBVIRT_EXEC = r"""
 import json, sys, time, libvirt, libvirt_qemu
@@ -249,6 +250,15 @@ threads = [threading.Thread(target=run, args=(n,)) for n in sys.argv[1:]]
 """
 
 
+_WRAPPER_ARGV = ["-c", WRAPPER, "qgactl", "/run/qgactl/b-@DOMAIN@", str(SMALL_OUTPUT),
+                 "/dev/null", "", "", "0", "/bin/true"]  # fmt: skip
+FLEET_WRAPPED_FLOOR = FLEET_EXEC_FLOOR.replace(
+    '{"path": "/bin/true", "capture-output": True}',
+    f'{{"path": "/bin/sh", "arg": [a.replace("@DOMAIN@", name) for a in {_WRAPPER_ARGV!r}], '
+    '"capture-output": True}',
+)
+
+
 def bench_fleet_exec(count: int = 8) -> None:
     with lab_domains(count) as names:
         glob = names[0].rsplit("-", 1)[0] + "-bench*"
@@ -265,4 +275,18 @@ def bench_fleet_exec(count: int = 8) -> None:
                 f"qgactl exec '{glob}' -- true",
                 lambda: timed([*QGACTL, "exec", glob, "--", "/bin/true"]),
             ),
+        )
+        # What the guests alone make of qgactl's wrapper (guest_exec.WRAPPER: a shell, the
+        # command in a child, rm): the same floor with it in place of a bare /bin/true.
+        compare(
+            f"the {count}-thread floor running qgactl's wrapper around true, vs qgactl",
+            (
+                "python3 -c <libvirt guest-exec of the wrapper + poll>",
+                lambda: timed([PYTHON, "-c", FLEET_WRAPPED_FLOOR, *names]),
+            ),
+            (
+                f"qgactl exec '{glob}' -- true",
+                lambda: timed([*QGACTL, "exec", glob, "--", "/bin/true"]),
+            ),
+            runs=10,
         )
