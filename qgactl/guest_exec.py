@@ -340,8 +340,8 @@ class _Runner:
         if pid is None and not self.exec_id:
             return  # reaped, and nothing else to reach
         if self.posix:
-            argv = ["/bin/sh", "-c", POSIX_KILL, "qgactl-kill", signame, str(pid or "")]
-            argv.append(self.exec_id)
+            argv = ["/bin/sh", "-c", POSIX_KILL, "qgactl-kill", signame]
+            argv += [str(pid or ""), self.exec_id]  # $2 and $3
         else:
             argv = ["taskkill.exe", "/F", "/T", "/PID", str(pid)]
         killer = self._start(argv[0], argv[1:], capture=True)
